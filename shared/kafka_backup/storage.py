@@ -1,0 +1,288 @@
+"""One small interface over obstore, opened from a URL or a :class:`~kafka_backup.config.StorageConfig`.
+
+Why a wrapper: the commit protocol needs exactly one conditional primitive, *create-if-absent*,
+and backends offer it differently (``put(mode="create")`` on S3, Azure, GCS, local and memory; a
+temporary object plus ``copy(overwrite=False)`` on WebDAV).  :meth:`Store.put_if_absent` hides
+that, and every obstore/builtin error is translated here into :mod:`kafka_backup.errors`.
+
+Keys are relative to the configured prefix; the prefix is applied here for every backend alike.
+
+Example::
+
+    store = open_store("file:///var/backups/kafka")
+    store.put_if_absent("t/0/commits/00000000000000000000", b"{...}")   # ObjectExists if present
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import uuid
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import obstore
+from obstore import exceptions as obx
+from obstore.store import AzureStore, GCSStore, HTTPStore, LocalStore, MemoryStore, S3Store
+
+from .config import StorageConfig, storage_from_url
+from .errors import ObjectExists, ObjectNotFound, PreconditionFailed, StorageError, StorageUnsupported
+
+_MEMORY_STORES: dict[str, MemoryStore] = {}
+_MEMORY_LOCK = threading.Lock()
+TMP_MARKER = ".tmp-"
+MULTIPART_CHUNK = 8 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectInfo:
+    key: str
+    size: int
+    last_modified: datetime
+    e_tag: str | None
+    version: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class PutResult:
+    e_tag: str | None
+    version: str | None
+
+
+@contextlib.contextmanager
+def _translate(op: str, key: str | None, where: str) -> Iterator[None]:
+    """Map obstore and builtin errors onto ours; the message names the store and key, never secrets."""
+    name = f"{where}/{key}" if key else where
+    try:
+        yield
+    except FileNotFoundError as exc:
+        raise ObjectNotFound(f"{op}: {name} does not exist", key=key) from exc
+    except obx.AlreadyExistsError as exc:
+        raise ObjectExists(f"{op}: {name} already exists", key=key) from exc
+    except obx.PreconditionError as exc:
+        raise PreconditionFailed(f"{op}: {name} changed since it was read", key=key) from exc
+    except (NotImplementedError, obx.NotSupportedError) as exc:
+        raise StorageUnsupported(f"{op}: not supported by this backend ({where})", key=key) from exc
+    except obx.PermissionDeniedError as exc:
+        raise StorageError(f"{op}: permission denied on {name}", key=key) from exc
+    except obx.UnauthenticatedError as exc:
+        raise StorageError(f"{op}: not authenticated to {where} (check the identity or keys)", key=key) from exc
+    except obx.BaseError as exc:
+        raise StorageError(f"{op} {name}: {_first_line(exc)}", key=key) from exc
+    except OSError as exc:
+        raise StorageError(f"{op} {name}: {exc}", key=key) from exc
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:500] if text else type(exc).__name__
+
+
+class Store:
+    """A bucket/container/folder plus key prefix. Thread-safe; cheap to share within a run."""
+
+    def __init__(self, inner: Any, *, prefix: str = "", display: str, create_via_copy: bool = False) -> None:
+        self._inner = inner
+        self._prefix = prefix.strip("/")
+        self.display = display
+        #: WebDAV has no conditional put; create-if-absent goes through COPY with Overwrite: F.
+        self.create_via_copy = create_via_copy
+
+    def __repr__(self) -> str:
+        return f"Store({self.display!r})"
+
+    def _path(self, key: str) -> str:
+        key = key.strip("/")
+        return f"{self._prefix}/{key}" if self._prefix else key
+
+    def _key(self, path: str) -> str:
+        if self._prefix and path.startswith(self._prefix + "/"):
+            return path[len(self._prefix) + 1 :]
+        return path
+
+    # -- writes --------------------------------------------------------------------------------
+    def put(self, key: str, data: bytes | memoryview | Iterable[bytes]) -> PutResult:
+        """Write (or overwrite) an object; large payloads and iterables go multipart."""
+        with _translate("put", key, self.display):
+            res = obstore.put(self._inner, self._path(key), data, chunk_size=MULTIPART_CHUNK, max_concurrency=4)
+        return PutResult(res.get("e_tag"), res.get("version"))
+
+    def put_if_absent(self, key: str, data: bytes) -> PutResult:
+        """Create ``key`` only if it does not exist; raise :class:`ObjectExists` if it does.
+
+        This is the one primitive the commit protocol depends on: exactly one of several
+        concurrent callers succeeds.
+        """
+        if not self.create_via_copy:
+            with _translate("create", key, self.display):
+                res = obstore.put(self._inner, self._path(key), data, mode="create")
+            return PutResult(res.get("e_tag"), res.get("version"))
+        tmp = f"{key}{TMP_MARKER}{uuid.uuid4().hex}"
+        self.put(tmp, data)
+        try:
+            with _translate("create", key, self.display):
+                obstore.copy(self._inner, self._path(tmp), self._path(key), overwrite=False)
+        finally:
+            self.delete(tmp)
+        info = self.head(key)
+        return PutResult(info.e_tag, info.version)
+
+    def put_if_match(self, key: str, data: bytes, *, e_tag: str | None, version: str | None = None) -> PutResult:
+        """Replace ``key`` only if it is still at ``e_tag``/``version`` (GCS compares the generation).
+
+        Unsupported on local folders and WebDAV: nothing correctness-critical may rely on it.
+        """
+        mode: dict[str, str] = {}
+        if e_tag is not None:
+            mode["e_tag"] = e_tag
+        if version is not None:
+            mode["version"] = version
+        if not mode:
+            raise ValueError("put_if_match needs e_tag or version")
+        with _translate("update", key, self.display):
+            res = obstore.put(self._inner, self._path(key), data, mode=mode)  # type: ignore[arg-type]
+        return PutResult(res.get("e_tag"), res.get("version"))
+
+    def copy(self, src: str, dst: str, *, overwrite: bool = True) -> None:
+        with _translate("copy", dst, self.display):
+            obstore.copy(self._inner, self._path(src), self._path(dst), overwrite=overwrite)
+
+    def delete(self, key: str, *, missing_ok: bool = True) -> None:
+        """Delete ``key``; deleting a missing object is fine unless ``missing_ok`` is false."""
+        try:
+            with _translate("delete", key, self.display):
+                obstore.delete(self._inner, self._path(key))
+        except ObjectNotFound:
+            if not missing_ok:
+                raise
+        except StorageError:
+            # Azure and some HTTP servers answer 404 on a missing key with a generic error.
+            if missing_ok and not self.exists(key):
+                return
+            raise
+
+    # -- reads ---------------------------------------------------------------------------------
+    def get(self, key: str) -> bytes:
+        with _translate("get", key, self.display):
+            return bytes(obstore.get(self._inner, self._path(key)).bytes())
+
+    def get_range(self, key: str, start: int, end: int) -> bytes:
+        """Bytes ``[start, end)`` of ``key``."""
+        if end <= start:
+            return b""
+        with _translate("get_range", key, self.display):
+            return bytes(obstore.get_range(self._inner, self._path(key), start=start, end=end))
+
+    def head(self, key: str) -> ObjectInfo:
+        with _translate("head", key, self.display):
+            meta = obstore.head(self._inner, self._path(key))
+        return self._info(meta)
+
+    def exists(self, key: str) -> bool:
+        try:
+            self.head(key)
+        except ObjectNotFound:
+            return False
+        return True
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        """Every object under ``prefix`` (recursive), in no guaranteed order."""
+        path = self._path(prefix) if prefix else self._prefix
+        with _translate("list", prefix or None, self.display):
+            for chunk in obstore.list(self._inner, path or None, chunk_size=1000):
+                for meta in chunk:
+                    yield self._info(meta)
+
+    def list_dirs(self, prefix: str = "") -> tuple[list[str], list[ObjectInfo]]:
+        """One level below ``prefix``: (child "directory" names, objects)."""
+        path = self._path(prefix) if prefix else self._prefix
+        with _translate("list", prefix or None, self.display):
+            res = obstore.list_with_delimiter(self._inner, path or None)
+        base = (path + "/") if path else ""
+        dirs = sorted(p[len(base):].strip("/") if p.startswith(base) else p.strip("/")
+                      for p in res["common_prefixes"])
+        return dirs, [self._info(m) for m in res["objects"]]
+
+    def _info(self, meta: Any) -> ObjectInfo:
+        return ObjectInfo(self._key(meta["path"]), meta["size"], meta["last_modified"], meta.get("e_tag"),
+                          meta.get("version"))
+
+
+def open_store(target: str | StorageConfig) -> Store:
+    """Open a store from a URL or validated config; credentials default to the platform identity."""
+    cfg = storage_from_url(target) if isinstance(target, str) else target
+    client: dict[str, Any] = {"timeout": f"{cfg.request_timeout_seconds}s"}
+    if cfg.allow_http:
+        client["allow_http"] = True
+    extra: dict[str, Any] = dict(cfg.options)
+    display = cfg.display()
+    with _translate("open", None, display):
+        if cfg.backend == "s3":
+            return Store(_open_s3(cfg, client, extra), prefix=cfg.prefix, display=display)
+        if cfg.backend == "azure":
+            return Store(_open_azure(cfg, client, extra), prefix=cfg.prefix, display=display)
+        if cfg.backend == "gcs":
+            gcs: dict[str, Any] = dict(extra)
+            if cfg.base_url:
+                gcs["base_url"] = cfg.base_url
+            if cfg.service_account_path:
+                gcs["service_account"] = cfg.service_account_path
+            if cfg.skip_signature:
+                gcs["skip_signature"] = True
+            return Store(GCSStore(cfg.bucket, client_options=client, **gcs), prefix=cfg.prefix, display=display)
+        if cfg.backend == "filesystem":
+            assert cfg.path is not None
+            root = Path(cfg.path).expanduser().resolve()
+            root.mkdir(parents=True, exist_ok=True)
+            return Store(LocalStore(str(root), mkdir=True), prefix=cfg.prefix, display=display)
+        if cfg.backend == "memory":
+            with _MEMORY_LOCK:
+                mem = _MEMORY_STORES.setdefault(cfg.name, MemoryStore())
+            return Store(mem, prefix=cfg.prefix, display=display)
+        assert cfg.http_url is not None
+        return Store(HTTPStore.from_url(cfg.http_url, client_options=client), prefix=cfg.prefix,
+                     display=display, create_via_copy=True)
+
+
+def _open_s3(cfg: StorageConfig, client: dict[str, Any], extra: dict[str, Any]) -> S3Store:
+    s3: dict[str, Any] = dict(extra)
+    if cfg.region:
+        s3["region"] = cfg.region
+    if cfg.access_key is not None and cfg.secret_key is not None:
+        s3["access_key_id"] = cfg.access_key.get_secret_value()
+        s3["secret_access_key"] = cfg.secret_key.get_secret_value()
+        if cfg.session_token is not None:
+            s3["session_token"] = cfg.session_token.get_secret_value()
+    # path_style: true -> https://endpoint/bucket/key (MinIO, Ceph, LocalStack).
+    # Otherwise virtual-hosted https://bucket.endpoint/key, the AWS default; object_store then
+    # wants the bucket already in a custom endpoint, so put it there.
+    path_style = cfg.path_style if cfg.path_style is not None else False
+    if cfg.endpoint:
+        if path_style:
+            s3["endpoint"] = cfg.endpoint
+            s3["virtual_hosted_style_request"] = False
+        else:
+            scheme, _, rest = cfg.endpoint.partition("://")
+            s3["endpoint"] = f"{scheme}://{cfg.bucket}.{rest}" if rest else cfg.endpoint
+            s3["virtual_hosted_style_request"] = True
+    else:
+        s3["virtual_hosted_style_request"] = not path_style
+    return S3Store(cfg.bucket, client_options=client, **s3)
+
+
+def _open_azure(cfg: StorageConfig, client: dict[str, Any], extra: dict[str, Any]) -> AzureStore:
+    az: dict[str, Any] = dict(extra)
+    if cfg.use_emulator:
+        az["use_emulator"] = True
+    if cfg.account_name:
+        az["account_name"] = cfg.account_name
+    if cfg.account_key is not None:
+        az["account_key"] = cfg.account_key.get_secret_value()
+    if cfg.sas_token is not None:
+        az["sas_key"] = cfg.sas_token.get_secret_value()
+    if cfg.endpoint:
+        az["endpoint"] = cfg.endpoint
+    return AzureStore(cfg.container_name, client_options=client, **az)
