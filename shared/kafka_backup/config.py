@@ -352,9 +352,9 @@ def _deep_merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]
     return out
 
 
-def _format_validation(exc: ValidationError, source: str) -> ConfigError:
+def _format_validation(exc: ValidationError, source: str, prefix: str = "") -> ConfigError:
     first = exc.errors()[0]
-    loc = ".".join(str(p) for p in first["loc"])
+    loc = ".".join([prefix] * bool(prefix) + [str(p) for p in first["loc"]])
     msg = first["msg"].removeprefix("Value error, ")
     more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
     return ConfigError(msg + more, source=source, field=loc or None)
@@ -436,3 +436,26 @@ def resolve_secret(ref: str) -> str:
     if resolver is None:
         raise ConfigError(f"secret reference {ref!r}: no resolver registered for {scheme!r}")
     return resolver(rest)
+
+
+def load_storage_config(path: str | Path | None = None, url: str | None = None,
+                        env: Mapping[str, str] | None = None) -> StorageConfig:
+    """Only the storage section (for ``ls``/``verify``/``restore``, which may not need Kafka)."""
+    if url:
+        return storage_from_url(url)
+    if path is None:
+        raise ConfigError("no storage: pass --storage URL or --config FILE")
+    env = os.environ if env is None else env
+    source = str(path)
+    try:
+        data = yaml.safe_load(interpolate(Path(path).read_text(), env, source=source)) or {}
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file: {exc.strerror}", source=source) from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"invalid YAML: {exc}", source=source) from exc
+    if not isinstance(data, dict) or "storage" not in data:
+        raise ConfigError("no storage section", source=source)
+    try:
+        return StorageConfig.model_validate(data["storage"])
+    except ValidationError as exc:
+        raise _format_validation(exc, source, "storage") from exc

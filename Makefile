@@ -1,0 +1,50 @@
+# kafka-backup developer entry points. Everything installs into git-ignored folders
+# (.venv/ for Python, .cache/ for Kafka jars, LocalStack, Azurite, fake-gcs-server).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+PYTEST_ARGS ?=
+
+.PHONY: help install services-install services-start services-stop demo test test-unit lint bench clean
+
+help:
+	@echo "make demo    - start a local Kafka broker, load sample data, back it up into ./demo-backup"
+	@echo "make test    - lint, type-check and run every test against the real local services"
+	@echo "make bench   - run the benchmarks in bench/ (prints figures)"
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[aws,azure,gcp,dev]'
+	touch $@
+
+install: $(VENV)/.installed
+
+services-install: install
+	$(BIN)/python -m dev.services install
+
+services-start: services-install
+	$(BIN)/python -m dev.services start
+
+services-stop:
+	$(BIN)/python -m dev.services stop
+
+demo: install
+	$(BIN)/python -m dev.demo
+
+lint: install
+	$(BIN)/ruff check shared functions tests dev bench
+	$(BIN)/mypy
+
+test-unit: install
+	$(BIN)/pytest tests/unit -q $(PYTEST_ARGS)
+
+# Services are started once per pytest session by fixtures (and reused if already running).
+test: lint services-install
+	$(BIN)/pytest -q $(PYTEST_ARGS)
+
+bench: install services-install
+	$(BIN)/python -m bench.backup_bench
+
+clean:
+	rm -rf $(VENV) .cache demo-backup .pytest_cache .mypy_cache .ruff_cache

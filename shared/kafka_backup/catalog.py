@@ -1,0 +1,250 @@
+"""Object layout and the per-partition committed chain (the source of truth of a backup).
+
+Layout under the store's prefix (``docs/format.md`` is the spec)::
+
+    topics/<topic>/<partition>/segments/<start:020d>-<end:020d>-<run_id>.kbseg   immutable data
+    topics/<topic>/<partition>/commits/<start:020d>.json                         create-only
+    topics/<topic>/<partition>/head.json                                         hint (overwritten)
+    topics/<topic>/metadata/<utc>-<run_id>.json                                  config snapshots
+    groups/<utc>-<run_id>.json                                                   group offsets
+    runs/<utc>-<run_id>.json                                                     run summaries
+
+``<topic>`` is percent-encoded (anything outside ``[A-Za-z0-9._-]``, and a leading dot) so any
+name maps to a safe, reversible key segment.
+
+The chain: commit records for [start, end) keyed by ``start``; the next record's key is the
+previous one's ``end``.  A segment becomes part of the backup only when its commit record is
+created with a create-only write, so two runs can never both commit the same range, and a crash
+before the commit leaves an orphan segment that no reader ever looks at.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+from urllib.parse import quote, unquote
+
+from .errors import BackupIntegrityError, CorruptSegmentError, ObjectExists, ObjectNotFound
+from .storage import Store
+
+FORMAT_VERSION = 1
+OFFSET_WIDTH = 20
+_SEGMENT_RE = re.compile(r"(\d{20})-(\d{20})-([A-Za-z0-9]+)\.kbseg$")
+
+CommitKind = Literal["segment", "gap"]
+
+
+def encode_topic(topic: str) -> str:
+    """Reversible, key-safe encoding of a topic name."""
+    enc = quote(topic, safe="-_.")
+    return "%2E" + enc[1:] if enc.startswith(".") else enc
+
+
+def decode_topic(segment: str) -> str:
+    return unquote(segment)
+
+
+def offset_key(offset: int) -> str:
+    return f"{offset:0{OFFSET_WIDTH}d}"
+
+
+def utc_stamp(ts: datetime | None = None) -> str:
+    return (ts or datetime.now(UTC)).strftime("%Y%m%dT%H%M%S.%fZ")
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True, slots=True)
+class CommitRecord:
+    """One link of the chain: a committed segment, or an explicit retention gap."""
+
+    kind: CommitKind
+    topic: str
+    partition: int
+    start: int
+    end: int
+    run_id: str
+    committed_at: str
+    segment: str | None = None  # key relative to the partition folder
+    size: int = 0
+    sha256: str | None = None
+    records: int = 0
+    batches: int = 0
+    raw_bytes: int = 0
+    min_timestamp: int | None = None
+    max_timestamp: int | None = None
+    # gap only
+    reason: str | None = None
+    log_start_offset: int | None = None
+    format_version: int = FORMAT_VERSION
+
+    @property
+    def gap_count(self) -> int:
+        return self.end - self.start if self.kind == "gap" else 0
+
+    def to_json(self) -> bytes:
+        doc = {k: v for k, v in asdict(self).items() if v is not None}
+        return json.dumps(doc, separators=(",", ":"), sort_keys=True).encode()
+
+    @classmethod
+    def from_json(cls, raw: bytes, *, key: str) -> CommitRecord:
+        try:
+            doc = json.loads(raw)
+            if doc.get("format_version") != FORMAT_VERSION:
+                raise CorruptSegmentError(f"unsupported commit format {doc.get('format_version')}", key=key)
+            rec = cls(**doc)
+        except (ValueError, TypeError) as exc:
+            raise CorruptSegmentError(f"malformed commit record: {exc}", key=key) from exc
+        if rec.kind not in ("segment", "gap") or rec.end <= rec.start or (rec.kind == "segment" and not rec.segment):
+            raise CorruptSegmentError("inconsistent commit record", key=key)
+        return rec
+
+
+@dataclass(frozen=True, slots=True)
+class Head:
+    """The fast-path hint: a committed end seen by some run (never ahead of the chain)."""
+
+    end: int
+    sweep_from: int
+    updated_at: str = field(default_factory=now_iso)
+
+
+class PartitionChain:
+    """The commit chain of one partition in one store."""
+
+    def __init__(self, store: Store, topic: str, partition: int) -> None:
+        self.store = store
+        self.topic = topic
+        self.partition = partition
+        self.base = f"topics/{encode_topic(topic)}/{partition}"
+
+    # keys ------------------------------------------------------------------------------------
+    def commit_key(self, start: int) -> str:
+        return f"{self.base}/commits/{offset_key(start)}.json"
+
+    def segment_key(self, start: int, end: int, run_id: str) -> str:
+        return f"{self.base}/segments/{offset_key(start)}-{offset_key(end)}-{run_id}.kbseg"
+
+    @property
+    def head_key(self) -> str:
+        return f"{self.base}/head.json"
+
+    # reading ---------------------------------------------------------------------------------
+    def read_commit(self, start: int) -> CommitRecord | None:
+        key = self.commit_key(start)
+        try:
+            raw = self.store.get(key)
+        except ObjectNotFound:
+            return None
+        rec = CommitRecord.from_json(raw, key=key)
+        if rec.start != start or rec.topic != self.topic or rec.partition != self.partition:
+            raise BackupIntegrityError(f"commit record names [{rec.start}, {rec.end}) of {rec.topic}[{rec.partition}]",
+                                       key=key)
+        return rec
+
+    def read_head(self) -> Head | None:
+        try:
+            doc = json.loads(self.store.get(self.head_key))
+            return Head(int(doc["end"]), int(doc.get("sweep_from", doc["end"])), str(doc.get("updated_at", "")))
+        except ObjectNotFound:
+            return None
+        except (ValueError, KeyError, TypeError):
+            return None  # a damaged hint is only a lost shortcut: fall back to listing
+
+    def write_head(self, head: Head) -> None:
+        self.store.put(self.head_key, json.dumps(asdict(head)).encode())
+
+    def commit_starts(self) -> list[int]:
+        """Every commit key's start offset, sorted (one listing)."""
+        starts = []
+        for info in self.store.list(f"{self.base}/commits"):
+            name = info.key.rsplit("/", 1)[-1]
+            if name.endswith(".json") and name[:-5].isdigit() and len(name) == OFFSET_WIDTH + 5:
+                starts.append(int(name[:-5]))
+        return sorted(starts)
+
+    def first_start(self) -> int | None:
+        starts = self.commit_starts()
+        return starts[0] if starts else None
+
+    def find_end(self) -> int | None:
+        """The chain's end offset, or None when nothing is committed yet.
+
+        Reads the hint, then probes ``commits/<end>`` forward until one is missing; without a hint,
+        one listing finds the last key.  The hint can lag the truth but never lead it.
+        """
+        head = self.read_head()
+        if head is not None:
+            pos = head.end
+        else:
+            starts = self.commit_starts()
+            if not starts:
+                return None
+            pos = starts[-1]
+        while True:
+            rec = self.read_commit(pos)
+            if rec is None:
+                break
+            pos = rec.end
+        return pos
+
+    def walk(self, start: int | None = None) -> Iterator[CommitRecord]:
+        """Follow the chain from its first record (or ``start``) to its end."""
+        pos = self.first_start() if start is None else start
+        while pos is not None:
+            rec = self.read_commit(pos)
+            if rec is None:
+                return
+            yield rec
+            pos = rec.end
+
+    # writing ---------------------------------------------------------------------------------
+    def try_commit(self, rec: CommitRecord) -> bool:
+        """Create the commit record; False if another run committed this start first."""
+        try:
+            self.store.put_if_absent(self.commit_key(rec.start), rec.to_json())
+        except ObjectExists:
+            return False
+        return True
+
+    def uncommitted_segments(self, from_start: int) -> Iterator[tuple[str, int, int, datetime]]:
+        """Segments with start >= ``from_start`` that no commit record names: (key, start, end, mtime)."""
+        names: dict[int, str | None] = {}
+        for info in self.store.list(f"{self.base}/segments"):
+            m = _SEGMENT_RE.search(info.key)
+            if not m or int(m.group(1)) < from_start:
+                continue
+            start, end = int(m.group(1)), int(m.group(2))
+            if start not in names:
+                rec = self.read_commit(start)
+                names[start] = f"{self.base}/{rec.segment}" if rec and rec.segment else None
+            if names[start] != info.key:
+                yield info.key, start, end, info.last_modified
+
+
+def list_topics(store: Store) -> list[str]:
+    dirs, _ = store.list_dirs("topics")
+    return sorted(decode_topic(d) for d in dirs)
+
+
+def list_partitions(store: Store, topic: str) -> list[int]:
+    dirs, _ = store.list_dirs(f"topics/{encode_topic(topic)}")
+    return sorted(int(d) for d in dirs if d.isdigit())
+
+
+def write_json(store: Store, key: str, doc: Any) -> None:
+    store.put(key, json.dumps(doc, separators=(",", ":"), sort_keys=True, default=str).encode())
+
+
+def latest_json(store: Store, prefix: str) -> tuple[str, Any] | None:
+    """The newest JSON object under ``prefix`` (keys start with a UTC stamp, so key order is time)."""
+    keys = sorted(i.key for i in store.list(prefix) if i.key.endswith(".json"))
+    if not keys:
+        return None
+    return keys[-1], json.loads(store.get(keys[-1]))

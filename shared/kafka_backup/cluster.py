@@ -1,0 +1,239 @@
+"""Cluster metadata and admin operations through kafka-python's public admin client.
+
+Everything here is public kafka-python API (the raw batch fetch, which is not, lives in
+:mod:`kafka_backup._kafka_raw`).  kafka-python errors are translated into
+:class:`~kafka_backup.errors.KafkaClientError` at this edge.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .config import BackupConfig, KafkaConfig, resolve_secret
+from .errors import KafkaClientError
+
+TopicPartition = tuple[str, int]
+
+
+def client_kwargs(cfg: KafkaConfig) -> dict[str, Any]:
+    """kafka-python connection settings (shared by admin, consumer, producer and raw fetch)."""
+    kw: dict[str, Any] = {
+        "bootstrap_servers": list(cfg.bootstrap_servers),
+        "client_id": cfg.client_id,
+        "security_protocol": cfg.security_protocol,
+        "request_timeout_ms": int(cfg.request_timeout_seconds * 1000),
+    }
+    if cfg.tls is not None:
+        kw.update(ssl_cafile=cfg.tls.ca_file, ssl_certfile=cfg.tls.cert_file, ssl_keyfile=cfg.tls.key_file,
+                  ssl_check_hostname=cfg.tls.check_hostname)
+        if cfg.tls.key_password is not None:
+            kw["ssl_password"] = _secret(cfg.tls.key_password.get_secret_value())
+    if cfg.sasl is not None:
+        kw["sasl_mechanism"] = cfg.sasl.mechanism
+        if cfg.sasl.username is not None:
+            kw["sasl_plain_username"] = cfg.sasl.username
+        if cfg.sasl.password is not None:
+            kw["sasl_plain_password"] = _secret(cfg.sasl.password.get_secret_value())
+        if cfg.sasl.token_provider:
+            kw["sasl_oauth_token_provider"] = _load_callable(cfg.sasl.token_provider)()
+    return kw
+
+
+def _secret(value: str) -> str:
+    """A value of the form ``secretref:<scheme>:<ref>`` is looked up (env:, file:, or a plug-in)."""
+    return resolve_secret(value[len("secretref:"):]) if value.startswith("secretref:") else value
+
+
+def _load_callable(spec: str) -> Any:
+    module, _, attr = spec.partition(":")
+    try:
+        return getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as exc:
+        raise KafkaClientError(f"cannot load token provider {spec!r}: {exc}") from exc
+
+
+@contextlib.contextmanager
+def translate(what: str, topic: str | None = None, partition: int | None = None) -> Iterator[None]:
+    from kafka.errors import KafkaError
+
+    try:
+        yield
+    except KafkaError as exc:
+        raise KafkaClientError(f"{what}: {type(exc).__name__}: {exc}", topic=topic, partition=partition) from exc
+    except (OSError, TimeoutError) as exc:
+        raise KafkaClientError(f"{what}: {exc}", topic=topic, partition=partition) from exc
+
+
+@dataclass(frozen=True, slots=True)
+class TopicInfo:
+    name: str
+    partitions: int
+    replication_factor: int
+    internal: bool
+
+
+@dataclass(frozen=True, slots=True)
+class GroupOffset:
+    offset: int
+    metadata: str
+    leader_epoch: int
+
+
+class Cluster:
+    """A connection to one Kafka cluster for metadata, offsets, configs and groups."""
+
+    def __init__(self, cfg: KafkaConfig) -> None:
+        from kafka import KafkaAdminClient
+
+        self.cfg = cfg
+        with translate(f"connect to {','.join(cfg.bootstrap_servers)}"):
+            self.admin = KafkaAdminClient(**client_kwargs(cfg))
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.admin.close()
+
+    def __enter__(self) -> Cluster:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # topics ----------------------------------------------------------------------------------
+    def topics(self, names: Iterable[str] | None = None) -> dict[str, TopicInfo]:
+        with translate("describe topics"):
+            described = self.admin.describe_topics(list(names) if names is not None else None)
+        out = {}
+        for t in described:
+            if t.get("error_code", 0) != 0:
+                continue
+            parts = t["partitions"]
+            rf = max((len(p.get("replica_nodes", [])) for p in parts), default=0)
+            out[t["name"]] = TopicInfo(t["name"], len(parts), rf, bool(t.get("is_internal", False)))
+        return out
+
+    def select_topics(self, cfg: BackupConfig) -> dict[str, TopicInfo]:
+        """Named topics plus pattern matches; internal topics only when named or allowed."""
+        every = self.topics()
+        chosen: dict[str, TopicInfo] = {}
+        for name in cfg.topics:
+            if name not in every:
+                raise KafkaClientError("topic does not exist", topic=name)
+            chosen[name] = every[name]
+        for pattern in cfg.topic_patterns:
+            rx = re.compile(pattern)
+            for name, info in every.items():
+                if rx.fullmatch(name) and (cfg.include_internal or not (info.internal or name.startswith("__"))):
+                    chosen.setdefault(name, info)
+        for pattern in cfg.exclude_patterns:
+            rx = re.compile(pattern)
+            chosen = {n: i for n, i in chosen.items() if not rx.fullmatch(n) or n in cfg.topics}
+        return dict(sorted(chosen.items()))
+
+    def topic_configs(self, topics: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """Every config key (not only overrides) with its value and whether it is a default."""
+        from kafka.admin import ConfigResource, ConfigResourceType
+
+        names = list(topics)
+        if not names:
+            return {}
+        with translate("describe configs"):
+            res = self.admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, n) for n in names],
+                                              config_filter="all")
+        by_topic = next((v for k, v in res.items() if str(k).lower() == "topic"), {})
+        out: dict[str, dict[str, Any]] = {}
+        for name in names:
+            entries = by_topic.get(name, {})
+            out[name] = {k: {"value": v.get("value"), "source": str(v.get("config_source", "")),
+                             "read_only": bool(v.get("read_only", False)),
+                             "sensitive": bool(v.get("is_sensitive", False))}
+                         for k, v in entries.items()}
+        return out
+
+    def create_topic(self, name: str, partitions: int, replication_factor: int, configs: Mapping[str, str]) -> None:
+        with translate("create topic", topic=name):
+            self.admin.create_topics({name: {"num_partitions": partitions, "replication_factor": replication_factor,
+                                             "configs": dict(configs)}}, wait_for_metadata=True)
+
+    def broker_count(self) -> int:
+        with translate("describe cluster"):
+            return len(self.admin.describe_cluster().get("brokers", [])) or 1
+
+    # offsets ---------------------------------------------------------------------------------
+    def offsets(self, tps: Iterable[TopicPartition], spec: str | int) -> dict[TopicPartition, int]:
+        """Offsets per partition: "earliest" (log start), "latest" (last stable offset under
+        read_committed), or the first offset with timestamp >= spec (epoch ms; end if none)."""
+        from kafka import IsolationLevel, OffsetSpec, TopicPartition as KTP
+
+        tps = list(tps)
+        if not tps:
+            return {}
+        if spec == "earliest":
+            wire: Any = OffsetSpec.EARLIEST
+        elif spec == "latest":
+            wire = OffsetSpec.LATEST
+        else:
+            wire = int(spec)
+        with translate(f"list offsets ({spec})"):
+            res = self.admin.list_partition_offsets({KTP(t, p): wire for t, p in tps},
+                                                    isolation_level=IsolationLevel.READ_COMMITTED)
+        out: dict[TopicPartition, int] = {}
+        missing = []
+        for tp, oat in res.items():
+            if oat.offset is None or oat.offset < 0:
+                missing.append((tp.topic, tp.partition))
+            else:
+                out[(tp.topic, tp.partition)] = oat.offset
+        if missing:  # no record at or after the timestamp: the end of the partition
+            out.update(self.offsets(missing, "latest"))
+        return out
+
+    # consumer groups -------------------------------------------------------------------------
+    def group_ids(self) -> list[str]:
+        with translate("list groups"):
+            groups = self.admin.list_groups()
+        ids = []
+        for g in groups:
+            gid = g.get("group_id") if isinstance(g, dict) else g[0]
+            if gid:
+                ids.append(str(gid))
+        return sorted(set(ids))
+
+    def group_offsets(self, topics: Iterable[str] | None = None) -> dict[str, dict[TopicPartition, GroupOffset]]:
+        """Committed offsets of every group, limited to ``topics`` when given."""
+        wanted = set(topics) if topics is not None else None
+        out: dict[str, dict[TopicPartition, GroupOffset]] = {}
+        for gid in self.group_ids():
+            with translate(f"list offsets of group {gid}"):
+                res = self.admin.list_group_offsets({gid: None})
+            offsets = {}
+            for tp, om in res.get(gid, {}).items():
+                if (wanted is None or tp.topic in wanted) and om.offset is not None and om.offset >= 0:
+                    offsets[(tp.topic, tp.partition)] = GroupOffset(om.offset, om.metadata or "",
+                                                                    getattr(om, "leader_epoch", -1) or -1)
+            if offsets:
+                out[gid] = offsets
+        return out
+
+    def group_members(self, group_id: str) -> tuple[str, int]:
+        """(state, member count) of a consumer group."""
+        with translate(f"describe group {group_id}"):
+            res = self.admin.describe_groups([group_id])
+        info = res.get(group_id, {}) if isinstance(res, dict) else (res[0] if res else {})
+        return str(info.get("group_state", info.get("state", ""))), len(info.get("members", []) or [])
+
+    def commit_group_offsets(self, group_id: str, offsets: Mapping[TopicPartition, int]) -> None:
+        from kafka import TopicPartition as KTP
+        from kafka.structs import OffsetAndMetadata
+
+        with translate(f"commit offsets of group {group_id}"):
+            res = self.admin.alter_group_offsets(
+                group_id, {KTP(t, p): OffsetAndMetadata(o, "", -1) for (t, p), o in offsets.items()})
+        bad = {tp: err for tp, err in res.items() if getattr(err, "errno", 0) != 0}
+        if bad:
+            raise KafkaClientError(f"group {group_id}: offset commit failed for {bad}")
