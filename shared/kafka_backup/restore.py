@@ -1,0 +1,399 @@
+"""Restore a backed-up topic into a cluster: partition-preserving, point-in-time, resumable.
+
+What is restored: every committed data record in the chosen range with its key, value (tombstones
+stay tombstones), headers (order, duplicates, bytes) and timestamp, in offset order, each source
+partition into one target partition.  Records of aborted transactions and control markers are
+never produced.  Original offsets cannot be reproduced by Kafka; the source→target offset map is
+what ``--groups`` uses to move consumer groups to the same logical record.
+
+Resumability (the exact guarantee, also in ``docs/operations.md``): before producing into a
+target partition, a progress record is written to the backup store under
+``restores/<target-topic>/<restore-id>/<source-partition>.json`` holding the target partition's
+end offset.  After every segment the producer is flushed and the record is updated (next source
+offset, target end).  After a crash, the target's current end tells exactly how many records past
+the last checkpoint were acknowledged (the idempotent producer writes them in order, each once),
+so the re-run skips exactly that many and continues: no loss, no duplicate.  This holds while
+nothing else writes to the target partitions during the restore (the re-run checks the target's
+end is not below the checkpoint and refuses otherwise).
+
+Example::
+
+    result = run_restore(settings, RestoreOptions(topic="orders", to_topic="orders-copy", groups=True))
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from .catalog import PartitionChain, encode_topic, latest_json, list_partitions, now_iso
+from .cluster import Cluster, client_kwargs, translate
+from .config import Settings
+from .errors import KafkaBackupError, ObjectNotFound, RestoreError
+from .segment import Record, SegmentReader
+from .storage import Store, open_store
+
+log = logging.getLogger("kafka_backup.restore")
+
+#: Topic configs that describe the source cluster rather than the data; never copied.
+_SKIP_CONFIGS = {"message.format.version", "leader.replication.throttled.replicas",
+                 "follower.replication.throttled.replicas"}
+_PRODUCER_DEFAULTS: dict[str, Any] = {
+    "acks": "all", "enable_idempotence": True, "linger_ms": 10, "batch_size": 1 << 20,
+    "max_request_size": 16 << 20, "max_in_flight_requests_per_connection": 5,
+}
+
+
+@dataclass(frozen=True)
+class RestoreOptions:
+    """What to restore. Offsets are source offsets; ``to_*`` bounds are exclusive.
+
+    Time bounds select like Kafka's ``offsets_for_times``: the range starts at the first record
+    whose timestamp is >= ``from_time`` and ends before the first record whose timestamp is
+    >= ``to_time``.
+    """
+
+    topic: str
+    to_topic: str | None = None
+    partition_map: dict[int, int] | None = None
+    from_offset: int | None = None
+    to_offset: int | None = None
+    from_time: int | None = None
+    to_time: int | None = None
+    dry_run: bool = False
+    groups: bool = False
+    create_topic: bool = True
+
+    @property
+    def target_topic(self) -> str:
+        return self.to_topic or self.topic
+
+
+@dataclass
+class PartitionRestore:
+    source_partition: int
+    target_partition: int
+    records: int = 0  # produced by this run (or that would be, in a dry run)
+    resumed_skip: int = 0  # records found already written after the last checkpoint
+    first_source_offset: int | None = None
+    last_source_offset: int | None = None
+    target_start: int | None = None
+    target_end: int | None = None
+    already_done: bool = False
+
+
+@dataclass
+class GroupRestore:
+    group: str
+    offsets: dict[str, int] = field(default_factory=dict)  # "topic:partition" -> target offset
+    source_offsets: dict[str, int] = field(default_factory=dict)
+    committed: bool = False
+    error: str | None = None
+
+
+@dataclass
+class RestoreResult:
+    topic: str
+    target_topic: str
+    dry_run: bool
+    created_topic: bool
+    partitions: list[PartitionRestore]
+    groups: list[GroupRestore]
+    duration_seconds: float = 0.0
+
+    @property
+    def records(self) -> int:
+        return sum(p.records for p in self.partitions)
+
+    @property
+    def ok(self) -> bool:
+        return all(g.error is None for g in self.groups)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self) | {"records": self.records, "ok": self.ok}
+
+    def summary_lines(self) -> list[str]:
+        verb = "would restore" if self.dry_run else "restored"
+        lines = []
+        if self.created_topic:
+            lines.append(f"{'would create' if self.dry_run else 'created'} topic {self.target_topic}")
+        for p in self.partitions:
+            note = " (already complete)" if p.already_done else (
+                f" (resumed; {p.resumed_skip} found already written)" if p.resumed_skip else "")
+            lines.append(f"{self.topic}[{p.source_partition}] -> {self.target_topic}[{p.target_partition}]  "
+                         f"{verb} {p.records} records  source offsets {p.first_source_offset}..{p.last_source_offset}"
+                         f"  target offsets {p.target_start}..{p.target_end}{note}")
+        for g in self.groups:
+            state = "error: " + g.error if g.error else ("committed" if g.committed else "planned")
+            lines.append(f"group {g.group}: {state} {g.offsets}")
+        lines.append(f"total: {verb} {self.records} records in {self.duration_seconds:.1f}s")
+        return lines
+
+
+def _restore_id(settings: Settings, opts: RestoreOptions, pmap: dict[int, int]) -> str:
+    """Same arguments, same id: a re-run finds the progress of the interrupted one."""
+    doc = json.dumps([opts.topic, opts.target_topic, sorted(settings.kafka.bootstrap_servers), sorted(pmap.items()),
+                      opts.from_offset, opts.to_offset, opts.from_time, opts.to_time], sort_keys=True)
+    return hashlib.sha256(doc.encode()).hexdigest()[:16]
+
+
+class _Range:
+    """Point-in-time selection, applied record by record in offset order."""
+
+    def __init__(self, opts: RestoreOptions) -> None:
+        self.opts = opts
+        self.started = opts.from_time is None
+        self.finished = False
+
+    def accept(self, rec: Record) -> bool:
+        o = self.opts
+        if o.to_offset is not None and rec.offset >= o.to_offset:
+            self.finished = True
+        if o.to_time is not None and rec.timestamp >= o.to_time:
+            self.finished = True
+        if self.finished:
+            return False
+        if o.from_offset is not None and rec.offset < o.from_offset:
+            return False
+        if not self.started and o.from_time is not None and rec.timestamp >= o.from_time:
+            self.started = True
+        return self.started
+
+
+class RestoreRun:
+    def __init__(self, settings: Settings, opts: RestoreOptions, *, store: Store | None = None,
+                 progress: Callable[[str, int, int], None] | None = None) -> None:
+        self.settings = settings
+        self.opts = opts
+        self.store = store or open_store(settings.storage)
+        self.progress = progress
+
+    # reading ---------------------------------------------------------------------------------
+    def _records(self, partition: int, start: int | None) -> Iterator[Record]:
+        """Committed records of one partition in offset order, from ``start`` on."""
+        chain = PartitionChain(self.store, self.opts.topic, partition)
+        for rec in chain.walk():
+            if rec.kind != "segment" or rec.segment is None or rec.records == 0:
+                continue
+            if start is not None and rec.end <= start:
+                continue
+            if self.opts.to_offset is not None and rec.start >= self.opts.to_offset:
+                return
+            if self.opts.from_time is not None and rec.max_timestamp is not None \
+                    and rec.max_timestamp < self.opts.from_time:
+                continue
+            key = f"{chain.base}/{rec.segment}"
+            reader = SegmentReader.from_bytes(self.store.get(key), key=key, expected_sha256=rec.sha256)
+            yield from reader.records(from_offset=start)
+
+    # planning --------------------------------------------------------------------------------
+    def _partition_map(self) -> dict[int, int]:
+        backed = list_partitions(self.store, self.opts.topic)
+        if not backed:
+            raise RestoreError(f"no backup of topic {self.opts.topic!r} in {self.store.display}")
+        if self.opts.partition_map is None:
+            return {p: p for p in backed}
+        pmap = dict(self.opts.partition_map)
+        missing = sorted(set(pmap) - set(backed))
+        if missing:
+            raise RestoreError(f"--partition-map names partitions {missing} that have no backup "
+                               f"(backed up: {backed})")
+        dsts = list(pmap.values())
+        if len(set(dsts)) != len(dsts):
+            raise RestoreError("--partition-map sends two source partitions to one target partition; "
+                               "order and resumability need one source per target")
+        return pmap
+
+    def _ensure_topic(self, cluster: Cluster, pmap: dict[int, int]) -> bool:
+        """Create the target topic from the backed-up metadata if missing; check its size."""
+        needed = max(pmap.values()) + 1
+        existing = cluster.topics([self.opts.target_topic]).get(self.opts.target_topic)
+        if existing is not None:
+            if existing.partitions < needed:
+                raise RestoreError(f"target topic {self.opts.target_topic!r} has {existing.partitions} partitions "
+                                   f"but the restore needs {needed}; nothing was written")
+            return False
+        if not self.opts.create_topic:
+            raise RestoreError(f"target topic {self.opts.target_topic!r} does not exist (and --no-create-topic)")
+        meta = latest_json(self.store, f"topics/{encode_topic(self.opts.topic)}/metadata/")
+        partitions, rf, configs = needed, 1, {}
+        if meta is not None:
+            doc = meta[1]
+            partitions = max(needed, int(doc.get("partitions", needed)))
+            rf = int(doc.get("replication_factor", 1))
+            configs = {k: v["value"] for k, v in doc.get("configs", {}).items()
+                       if v.get("source") in {"DYNAMIC_TOPIC_CONFIG", "TOPIC_CONFIG"} and not v.get("sensitive")
+                       and not v.get("read_only") and v.get("value") is not None and k not in _SKIP_CONFIGS}
+        rf = max(1, min(rf, cluster.broker_count()))
+        if not self.opts.dry_run:
+            cluster.create_topic(self.opts.target_topic, partitions, rf, configs)
+        log.info("%s topic %s: %d partitions, replication factor %d, configs %s",
+                 "would create" if self.opts.dry_run else "created", self.opts.target_topic, partitions, rf, configs)
+        return True
+
+    def _group_snapshot(self) -> dict[str, dict[int, int]]:
+        """{group: {source partition: committed offset}} from the newest groups snapshot."""
+        meta = latest_json(self.store, "groups/")
+        out: dict[str, dict[int, int]] = {}
+        if meta is None:
+            return out
+        for gid, offsets in meta[1].get("groups", {}).items():
+            for tp, off in offsets.items():
+                topic, _, part = tp.rpartition(":")
+                if topic == self.opts.topic:
+                    out.setdefault(gid, {})[int(part)] = int(off["offset"])
+        return out
+
+    # the run ---------------------------------------------------------------------------------
+    def run(self) -> RestoreResult:
+        t0 = time.monotonic()
+        pmap = self._partition_map()
+        groups_src = self._group_snapshot() if self.opts.groups else {}
+        wanted: dict[int, set[int]] = {}
+        for offs in groups_src.values():
+            for p, o in offs.items():
+                wanted.setdefault(p, set()).add(o)
+        rid = _restore_id(self.settings, self.opts, pmap)
+        with Cluster(self.settings.kafka) as cluster:
+            created = self._ensure_topic(cluster, pmap)
+            ends = {} if (self.opts.dry_run and created) else cluster.offsets(
+                [(self.opts.target_topic, d) for d in pmap.values()], "latest")
+            producer = None if self.opts.dry_run else self._producer()
+            parts, translations = [], {}
+            try:
+                for src, dst in sorted(pmap.items()):
+                    pr, tr = self._restore_partition(src, dst, rid, ends.get((self.opts.target_topic, dst), 0),
+                                                     producer, wanted.get(src, set()))
+                    parts.append(pr)
+                    translations[src] = tr
+            finally:
+                if producer is not None:
+                    with translate("close producer"):
+                        producer.close(timeout=30)
+            group_results = self._groups(cluster, groups_src, pmap, translations) if self.opts.groups else []
+        return RestoreResult(self.opts.topic, self.opts.target_topic, self.opts.dry_run, created, parts,
+                             group_results, round(time.monotonic() - t0, 3))
+
+    def _producer(self) -> Any:
+        from kafka import KafkaProducer
+
+        with translate("create producer"):  # ValueError: a bad setting, reported as such
+            return KafkaProducer(**client_kwargs(self.settings.kafka), **_PRODUCER_DEFAULTS)
+
+    def _progress_key(self, rid: str, src: int) -> str:
+        return f"restores/{encode_topic(self.opts.target_topic)}/{rid}/{src}.json"
+
+    def _restore_partition(self, src: int, dst: int, rid: str, target_end: int, producer: Any,
+                           wanted: set[int]) -> tuple[PartitionRestore, dict[int, int]]:
+        """Restore one source partition; returns the result and {source offset: target offset}
+        for the group offsets in ``wanted``."""
+        pr = PartitionRestore(src, dst)
+        key = self._progress_key(rid, src)
+        state: dict[str, Any] | None = None
+        if not self.opts.dry_run:
+            with contextlib.suppress(ObjectNotFound):
+                state = json.loads(self.store.get(key))
+        if state is None:
+            state = {"source_partition": src, "target_partition": dst, "target_topic": self.opts.target_topic,
+                     "target_base": target_end, "target_end": target_end, "next_source_offset": None,
+                     "restored": 0, "translations": {}, "done": False, "started_at": now_iso()}
+            if not self.opts.dry_run:
+                self.store.put(key, json.dumps(state).encode())
+        translations = {int(k): int(v) for k, v in state["translations"].items()}
+        pr.target_start = state["target_base"]
+        if state["done"]:
+            pr.already_done, pr.target_end = True, state["target_end"]
+            return pr, translations
+        skip = target_end - state["target_end"]
+        if skip < 0:
+            raise RestoreError(f"target {self.opts.target_topic}[{dst}] ends at {target_end}, below the "
+                               f"restore checkpoint {state['target_end']}: it was truncated or recreated")
+        pr.resumed_skip = skip
+        next_target = state["target_end"]
+        rng = _Range(self.opts)
+        rng.started = rng.started or state["next_source_offset"] is not None  # resumed inside the range
+        pending_wanted = sorted(o for o in wanted if o not in translations)
+        start = state["next_source_offset"]
+        topic = self.opts.target_topic
+        last_src: int | None = None
+        label = f"{self.opts.topic}[{src}]"
+        for rec in self._records(src, start):
+            if not rng.accept(rec):
+                if rng.finished:
+                    break
+                continue
+            while pending_wanted and pending_wanted[0] <= rec.offset:
+                translations[pending_wanted.pop(0)] = next_target
+            last_src = rec.offset
+            if pr.first_source_offset is None:
+                pr.first_source_offset = rec.offset
+            pr.last_source_offset = rec.offset
+            if skip > 0:
+                skip -= 1
+                next_target += 1
+                continue
+            if producer is not None:
+                with translate("produce", topic, dst):
+                    producer.send(topic, key=rec.key, value=rec.value, headers=list(rec.headers),
+                                  partition=dst, timestamp_ms=rec.timestamp)
+            next_target += 1
+            pr.records += 1
+            if producer is not None and pr.records % 50_000 == 0:
+                self._checkpoint(producer, key, state, last_src, next_target, translations)
+            if self.progress and pr.records % 1000 == 0:
+                self.progress(label, rec.offset, -1)
+        for o in pending_wanted:  # the group was at (or past) the end of what was restored
+            translations[o] = next_target
+        pr.target_end = next_target
+        if producer is not None:
+            state["done"] = True
+            self._checkpoint(producer, key, state, last_src, next_target, translations)
+        return pr, translations
+
+    def _checkpoint(self, producer: Any, key: str, state: dict[str, Any], last_src: int | None,
+                    next_target: int, translations: dict[int, int]) -> None:
+        with translate("flush producer"):
+            producer.flush()
+        if last_src is not None:
+            state["next_source_offset"] = last_src + 1
+        state["target_end"] = next_target
+        state["translations"] = {str(k): v for k, v in translations.items()}
+        state["updated_at"] = now_iso()
+        self.store.put(key, json.dumps(state).encode())
+
+    def _groups(self, cluster: Cluster, groups_src: dict[str, dict[int, int]], pmap: dict[int, int],
+                translations: dict[int, dict[int, int]]) -> list[GroupRestore]:
+        out = []
+        for gid, offs in sorted(groups_src.items()):
+            g = GroupRestore(gid)
+            for src, off in offs.items():
+                if src not in pmap or off not in translations.get(src, {}):
+                    continue
+                g.source_offsets[f"{self.opts.topic}:{src}"] = off
+                g.offsets[f"{self.opts.target_topic}:{pmap[src]}"] = translations[src][off]
+            out.append(g)
+            if self.opts.dry_run or not g.offsets:
+                continue
+            try:
+                state, members = cluster.group_members(gid)
+                if members:
+                    raise RestoreError(f"group {gid} has {members} active members (state {state}); "
+                                       "stop its consumers first")
+                cluster.commit_group_offsets(gid, {(t, int(p)): o for tp, o in g.offsets.items()
+                                                   for t, _, p in [tp.rpartition(":")]})
+                g.committed = True
+            except KafkaBackupError as exc:
+                g.error = str(exc)
+        return out
+
+
+def run_restore(settings: Settings, opts: RestoreOptions,
+                progress: Callable[[str, int, int], None] | None = None) -> RestoreResult:
+    """Restore ``opts.topic`` from ``settings.storage`` into ``settings.kafka`` (see module doc)."""
+    return RestoreRun(settings, opts, progress=progress).run()
