@@ -12,6 +12,7 @@ once and later stop the whole process group (LocalStack and npx spawn children).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -48,7 +49,7 @@ def port_open(port: int, host: str = HOST, timeout: float = 0.5) -> bool:
 def http_ok(url: str, timeout: float = 2.0) -> bool:
     """True when ``url`` answers with any HTTP status below 500 (the server is up)."""
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 - loopback only
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
             return bool(resp.status < 500)
     except urllib.error.HTTPError as exc:
         return exc.code < 500
@@ -196,17 +197,13 @@ class Service:
         if pid is None:
             self.pidfile.unlink(missing_ok=True)
             return
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline and pid_alive(pid):
             time.sleep(0.2)
         if pid_alive(pid):
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
         self.pidfile.unlink(missing_ok=True)
         log(f"{self.name}: stopped")

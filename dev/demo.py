@@ -51,6 +51,7 @@ def load_sample_data(bootstrap: str) -> None:
         tx.begin_transaction()
         for i in range(10):
             tx.send(TOPIC, key=b"tx", value=f"{'committed' if commit else 'aborted'}-{i}".encode(), partition=0)
+        tx.flush()
         tx.commit_transaction() if commit else tx.abort_transaction()
     tx.close()
 

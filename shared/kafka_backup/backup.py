@@ -36,12 +36,18 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from . import _failpoints
-from ._batches import BatchFormatError, scan
+from ._batches import BatchFormatError, BatchHeader, scan
 from ._kafka_raw import RawKafka
 from .catalog import CommitRecord, Head, PartitionChain, encode_topic, now_iso, utc_stamp, write_json
 from .cluster import Cluster, TopicInfo, client_kwargs
 from .config import Settings
-from .errors import BackupIntegrityError, CorruptSegmentError, KafkaBackupError, KafkaClientError, StorageError
+from .errors import (
+    BackupIntegrityError,
+    CorruptSegmentError,
+    KafkaBackupError,
+    KafkaClientError,
+    StorageError,
+)
 from .segment import SegmentWriter
 from .storage import Store, open_store
 
@@ -161,7 +167,7 @@ class _Budget:
         self.limit_reason: StopReason = "max_seconds" if cfg.max_seconds is not None and (
             deadline_s is None or cfg.max_seconds <= deadline_s) else "deadline"
         # Leave time to finish the segment in hand and commit it.
-        self.reserve = min(30.0, max(1.0, 0.1 * self.seconds)) if self.seconds else 0.0
+        self.reserve = min(30.0, 0.1 * self.seconds) if self.seconds else 0.0
         self.max_records = cfg.max_records
         self.max_bytes = cfg.max_bytes
         self.records = 0
@@ -197,6 +203,14 @@ class _Job:
     conflicts: int = 0
     gaps: list[Gap] = field(default_factory=list)
     error: str | None = None
+    leftover: _Chunk | None = None  # fetched batches that did not fit the last segment
+
+
+@dataclass(frozen=True, slots=True)
+class _Chunk:
+    records: bytes
+    headers: list[BatchHeader]
+    aborted: tuple[tuple[int, int], ...]
 
 
 class BackupRun:
@@ -296,50 +310,81 @@ class BackupRun:
         if job.pos >= job.target:
             job.done = True
             return
-        tp = (job.topic, job.partition)
         writer = SegmentWriter(job.topic, job.partition, job.pos, zstd_level=self.cfg.zstd_level,
                                executor=self._pool, run_id=self.run_id)
         pos, empty = job.pos, 0
         while pos < job.target and writer.raw_bytes < self.cfg.segment_max_bytes:
             if writer.batches and self.budget.exhausted():
                 break
-            fetched = raw.fetch({tp: pos}, max_bytes=self.cfg.fetch_max_bytes,
-                                partition_max_bytes=self.cfg.partition_fetch_max_bytes)[tp]
-            log_start = fetched.log_start_offset
-            if fetched.out_of_range:
-                log_start = cluster.offsets([tp], "earliest")[tp]
-                if log_start <= pos:
-                    raise KafkaClientError(f"offset {pos} out of range but log starts at {log_start}",
-                                           topic=job.topic, partition=job.partition)
-            if log_start > pos:
-                if writer.batches:
+            if job.leftover is not None:
+                chunk, job.leftover = job.leftover, None
+            else:
+                fetched = self._fetch(cluster, raw, job, pos)
+                if isinstance(fetched, int):  # retention removed [pos, fetched)
+                    if not writer.batches:
+                        self._commit_gap(job, pos, fetched)
+                        return
                     break  # commit what we have; the gap becomes the next link
-                self._commit_gap(job, pos, log_start)
-                return
-            records = fetched.records
-            if not records:
-                empty += 1
-                if empty >= _EMPTY_FETCHES_BEFORE_SKIP and fetched.last_stable_offset >= job.target:
-                    pos = job.target  # the rest of the range holds no batch (compacted away)
-                continue
-            empty = 0
-            try:
-                headers = [h for h in scan(records) if h.base_offset < job.target]
-            except BatchFormatError as exc:
-                raise CorruptSegmentError(f"broker returned a bad batch at offset {pos}: {exc}") from exc
-            if not headers:
-                pos = job.target
-                break
-            writer.add(records, headers)
-            writer.add_aborted(fetched.aborted_transactions)
-            n = sum(h.records_count for h in headers if not h.is_control)
-            size = sum(h.size for h in headers)
-            self.budget.records += n
-            self.budget.bytes += size
+                if fetched is None:
+                    empty += 1
+                    if empty >= _EMPTY_FETCHES_BEFORE_SKIP:
+                        pos = job.target  # the rest of the range holds no batch (compacted away)
+                    continue
+                empty = 0
+                chunk = fetched
+                if not chunk.headers:
+                    pos = job.target
+                    break
+            take = self._fit(chunk.headers, writer.raw_bytes)
+            if take < len(chunk.headers):
+                job.leftover = _Chunk(chunk.records, chunk.headers[take:], chunk.aborted)
+            headers = chunk.headers[:take]
+            writer.add(chunk.records, headers)
+            writer.add_aborted(chunk.aborted)
+            self.budget.records += sum(h.records_count for h in headers if not h.is_control)
+            self.budget.bytes += sum(h.size for h in headers)
             pos = headers[-1].next_offset
             if self.progress:
                 self.progress(f"{job.topic}[{job.partition}]", pos, job.target)
         self._commit_segment(job, writer, pos)
+
+    def _fetch(self, cluster: Cluster, raw: RawKafka, job: _Job, pos: int) -> _Chunk | int | None:
+        """One fetch at ``pos``: the batches below the target, a retention gap's end, or None
+        when the broker had nothing (yet) although the range is not done."""
+        tp = (job.topic, job.partition)
+        fetched = raw.fetch({tp: pos}, max_bytes=self.cfg.fetch_max_bytes,
+                            partition_max_bytes=self.cfg.partition_fetch_max_bytes)[tp]
+        log_start = fetched.log_start_offset
+        if fetched.out_of_range:
+            log_start = cluster.offsets([tp], "earliest")[tp]
+            if log_start <= pos:
+                raise KafkaClientError(f"offset {pos} out of range but the log starts at {log_start}",
+                                       topic=job.topic, partition=job.partition)
+        if log_start > pos:
+            return log_start
+        if not fetched.records:
+            return None
+        try:
+            headers = [h for h in scan(fetched.records) if h.base_offset < job.target]
+        except BatchFormatError as exc:
+            raise CorruptSegmentError(f"broker returned a bad batch at offset {pos}: {exc}") from exc
+        return _Chunk(fetched.records, headers, fetched.aborted_transactions)
+
+    def _fit(self, headers: list[BatchHeader], segment_bytes: int) -> int:
+        """How many of ``headers`` fit the segment size and the run's record/byte budgets (at least
+        one, so every call makes progress); the rest is kept for the next segment."""
+        room_bytes = self.cfg.segment_max_bytes - segment_bytes
+        if self.budget.max_bytes is not None:
+            room_bytes = min(room_bytes, self.budget.max_bytes - self.budget.bytes)
+        room_records = (self.budget.max_records - self.budget.records) if self.budget.max_records else None
+        take = size = records = 0
+        for h in headers:
+            size += h.size
+            records += 0 if h.is_control else h.records_count
+            if take and (size > room_bytes or (room_records is not None and records > room_records)):
+                break
+            take += 1
+        return take
 
     def _commit_segment(self, job: _Job, writer: SegmentWriter, end: int) -> None:
         if end <= job.pos:
@@ -387,6 +432,7 @@ class BackupRun:
     def _lost_race(self, job: _Job, orphan: str | None) -> None:
         """Another run committed this start first: drop our copy and continue after the winner."""
         job.conflicts += 1
+        job.leftover = None
         if orphan is not None:
             self.store.delete(orphan)
         end = job.chain.find_end()

@@ -22,8 +22,8 @@ from collections.abc import Sequence
 from typing import Any, TextIO
 
 from . import __version__
-from .config import ConfigError, load_settings, load_storage_config, parse_time_ms
-from .errors import KafkaBackupError, KafkaClientError, StorageError
+from .config import load_settings, load_storage_config, parse_time_ms
+from .errors import ConfigError, KafkaBackupError, KafkaClientError, StorageError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_GAPS, EXIT_UNREACHABLE = 0, 1, 2, 3, 4
 log = logging.getLogger("kafka_backup.cli")

@@ -145,7 +145,7 @@ class Cluster:
         with translate("describe configs"):
             res = self.admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, n) for n in names],
                                               config_filter="all")
-        by_topic = next((v for k, v in res.items() if str(k).lower() == "topic"), {})
+        by_topic: dict[str, Any] = next((v for k, v in res.items() if str(k).lower() == "topic"), {})
         out: dict[str, dict[str, Any]] = {}
         for name in names:
             entries = by_topic.get(name, {})
@@ -168,7 +168,8 @@ class Cluster:
     def offsets(self, tps: Iterable[TopicPartition], spec: str | int) -> dict[TopicPartition, int]:
         """Offsets per partition: "earliest" (log start), "latest" (last stable offset under
         read_committed), or the first offset with timestamp >= spec (epoch ms; end if none)."""
-        from kafka import IsolationLevel, OffsetSpec, TopicPartition as KTP
+        from kafka import IsolationLevel, OffsetSpec
+        from kafka import TopicPartition as KTP
 
         tps = list(tps)
         if not tps:

@@ -19,7 +19,15 @@ from typing import Any, Literal
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from .errors import ConfigError
 
@@ -274,7 +282,7 @@ class BackupConfig(_Model):
     fetch_max_bytes: int = Field(DEFAULT_FETCH_MAX_BYTES, ge=1 << 10)
     partition_fetch_max_bytes: int = Field(DEFAULT_PARTITION_FETCH_MAX_BYTES, ge=1 << 10)
     zstd_level: int = Field(DEFAULT_ZSTD_LEVEL, ge=1, le=19)
-    shard: ShardConfig = Field(default_factory=ShardConfig)
+    shard: ShardConfig = ShardConfig()
     snapshot_metadata: bool = Field(True, description="Snapshot topic configs and group offsets.")
     orphan_grace_seconds: float = Field(6 * 3600, ge=0, description="Uncommitted segments older than this "
                                         "are removed; must exceed the longest run.")
@@ -298,7 +306,7 @@ class BackupConfig(_Model):
 class Settings(_Model):
     kafka: KafkaConfig
     storage: StorageConfig
-    backup: BackupConfig = Field(default_factory=BackupConfig)
+    backup: BackupConfig = BackupConfig()
 
 
 # --------------------------------------------------------------------------------------------- loading

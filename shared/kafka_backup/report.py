@@ -116,17 +116,8 @@ def verify(store: Store, topics: Iterable[str] | None = None) -> VerifyReport:
                     continue
                 key = f"{chain.base}/{rec.segment}"
                 try:
-                    payload = store.get(key)
-                    reader = SegmentReader.from_bytes(payload, key=key, expected_sha256=rec.sha256)
-                    reader.verify()
-                    f = reader.footer
-                    if (f.topic, f.partition, f.start_offset, f.end_offset) != (topic, partition, rec.start, rec.end):
-                        raise KafkaBackupError(f"{key}: segment covers {f.topic}[{f.partition}] "
-                                               f"[{f.start_offset}, {f.end_offset}), commit says [{rec.start}, {rec.end})")
-                    if f.record_count != rec.records:
-                        raise KafkaBackupError(f"{key}: {f.record_count} records, commit says {rec.records}")
+                    report.bytes_checked += _check_segment(store, key, rec)
                     report.segments_checked += 1
-                    report.bytes_checked += len(payload)
                 except KafkaBackupError as exc:
                     report.problems.append(Problem(key, str(exc)))
             for start in starts:
@@ -138,6 +129,20 @@ def verify(store: Store, topics: Iterable[str] | None = None) -> VerifyReport:
         except KafkaBackupError as exc:
             report.problems.append(Problem(chain.base, str(exc)))
     return report
+
+
+def _check_segment(store: Store, key: str, rec: CommitRecord) -> int:
+    """Download one committed segment and check it end to end; returns its size."""
+    payload = store.get(key)
+    reader = SegmentReader.from_bytes(payload, key=key, expected_sha256=rec.sha256)
+    reader.verify()
+    f = reader.footer
+    if (f.topic, f.partition, f.start_offset, f.end_offset) != (rec.topic, rec.partition, rec.start, rec.end):
+        raise KafkaBackupError(f"{key}: segment covers {f.topic}[{f.partition}] [{f.start_offset}, "
+                               f"{f.end_offset}), its commit record says [{rec.start}, {rec.end})")
+    if f.record_count != rec.records:
+        raise KafkaBackupError(f"{key}: {f.record_count} records, its commit record says {rec.records}")
+    return len(payload)
 
 
 def format_ts(ms: int | None) -> str:

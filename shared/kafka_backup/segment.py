@@ -141,6 +141,13 @@ class _Pending:
     records: int = 0
 
 
+def _records_from(batch: bytes, start: int) -> int:
+    """Records at or after ``start`` in one batch (decodes it: only for a range's first batch)."""
+    from kafka.record.default_records import DefaultRecordBatch
+
+    return sum(1 for r in DefaultRecordBatch(batch) if r.offset >= start)
+
+
 def _compress(level: int, data: bytes) -> bytes:
     return zstandard.ZstdCompressor(level=level, write_content_size=True).compress(data)
 
@@ -194,8 +201,11 @@ class SegmentWriter:
             p.max_timestamp = max(p.max_timestamp, ts_max)
             p.batches += 1
             if not h.is_control:
-                p.records += h.records_count
-                self.records += h.records_count
+                n = h.records_count
+                if h.base_offset < self.start_offset:  # a batch straddling the range start
+                    n = _records_from(bytes(mv[h.position : h.position + h.size]), self.start_offset)
+                p.records += n
+                self.records += n
                 if ts_min >= 0:
                     self._min_ts = ts_min if self._min_ts is None else min(self._min_ts, ts_min)
                 if ts_max >= 0:

@@ -15,6 +15,7 @@ Example::
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import threading
 import uuid
@@ -105,9 +106,12 @@ class Store:
 
     # -- writes --------------------------------------------------------------------------------
     def put(self, key: str, data: bytes | memoryview | Iterable[bytes]) -> PutResult:
-        """Write (or overwrite) an object; large payloads and iterables go multipart."""
+        """Write (or overwrite) an object; large payloads and iterables go multipart (not on
+        WebDAV, which has no multipart upload)."""
+        multipart = False if self.create_via_copy else None
         with _translate("put", key, self.display):
-            res = obstore.put(self._inner, self._path(key), data, chunk_size=MULTIPART_CHUNK, max_concurrency=4)
+            res = obstore.put(self._inner, self._path(key), data, chunk_size=MULTIPART_CHUNK, max_concurrency=4,
+                              use_multipart=multipart)
         return PutResult(res.get("e_tag"), res.get("version"))
 
     def put_if_absent(self, key: str, data: bytes) -> PutResult:
@@ -127,6 +131,11 @@ class Store:
                 obstore.copy(self._inner, self._path(tmp), self._path(key), overwrite=False)
         finally:
             self.delete(tmp)
+        # Some WebDAV servers (wsgidav among them) check-then-copy, so two racing COPYs can both
+        # succeed; the later one's bytes stay.  Reading back narrows that to "the stored bytes are
+        # ours"; docs/operations.md says WebDAV backups assume one writer per partition.
+        if self.get(key) != data:
+            raise ObjectExists(f"create: {self.display}/{key} was written by another writer", key=key)
         info = self.head(key)
         return PutResult(info.e_tag, info.version)
 
@@ -196,7 +205,7 @@ class Store:
                 for meta in chunk:
                     yield self._info(meta)
 
-    def list_dirs(self, prefix: str = "") -> tuple[list[str], list[ObjectInfo]]:
+    def list_dirs(self, prefix: str = "") -> tuple[builtins.list[str], builtins.list[ObjectInfo]]:
         """One level below ``prefix``: (child "directory" names, objects)."""
         path = self._path(prefix) if prefix else self._prefix
         with _translate("list", prefix or None, self.display):
@@ -214,7 +223,7 @@ class Store:
 def open_store(target: str | StorageConfig) -> Store:
     """Open a store from a URL or validated config; credentials default to the platform identity."""
     cfg = storage_from_url(target) if isinstance(target, str) else target
-    client: dict[str, Any] = {"timeout": f"{cfg.request_timeout_seconds}s"}
+    client: Any = {"timeout": f"{cfg.request_timeout_seconds}s"}
     if cfg.allow_http:
         client["allow_http"] = True
     extra: dict[str, Any] = dict(cfg.options)
@@ -247,7 +256,7 @@ def open_store(target: str | StorageConfig) -> Store:
                      display=display, create_via_copy=True)
 
 
-def _open_s3(cfg: StorageConfig, client: dict[str, Any], extra: dict[str, Any]) -> S3Store:
+def _open_s3(cfg: StorageConfig, client: Any, extra: dict[str, Any]) -> S3Store:
     s3: dict[str, Any] = dict(extra)
     if cfg.region:
         s3["region"] = cfg.region
@@ -273,7 +282,7 @@ def _open_s3(cfg: StorageConfig, client: dict[str, Any], extra: dict[str, Any]) 
     return S3Store(cfg.bucket, client_options=client, **s3)
 
 
-def _open_azure(cfg: StorageConfig, client: dict[str, Any], extra: dict[str, Any]) -> AzureStore:
+def _open_azure(cfg: StorageConfig, client: Any, extra: dict[str, Any]) -> AzureStore:
     az: dict[str, Any] = dict(extra)
     if cfg.use_emulator:
         az["use_emulator"] = True

@@ -1,0 +1,725 @@
+"""Fetch Kafka record batches verbatim, through kafka-python's internal network client.
+
+Why this module exists: a backup stores the broker's record batches byte for byte (compressed,
+with their CRCs, producer ids and control batches), so it never decodes or re-encodes records.
+kafka-python's consumer has no way to hand out those bytes (``Fetcher`` decodes them into
+``ConsumerRecord`` objects and drops control batches, ``last_stable_offset`` and
+``log_start_offset``), so we send ``FetchRequest`` ourselves on kafka-python's own connections and
+keep its SASL/SSL/OAuth/MSK-IAM support, ApiVersions negotiation and reconnect logic.
+
+Why it is the only module that touches kafka-python internals: kafka-python 3.0.12 (pinned exactly
+in ``pyproject.toml``) has no public raw-fetch API; every private name we rely on is listed in
+:func:`check_internals`, which runs when :class:`RawKafka` is built, so an upgrade that changes
+them fails loudly at start-up instead of corrupting a backup.  The internals used:
+
+* ``kafka.net.compat.KafkaNetClient(**configs)`` and its ``_manager``
+  (``kafka.net.manager.KafkaConnectionManager``: ``bootstrap``, ``run``, ``send``, ``close``,
+  ``cluster``, ``broker_version_data``, ``_net``) and the manager's ``_net``
+  (``kafka.net.selector.NetworkSelector``: ``start``, ``sleep``, ``close``).  The IO thread runs
+  the selector, exactly as ``KafkaAdminClient`` does; :meth:`RawKafka.fetch` blocks on
+  ``manager.run(coroutine)``.
+* ``kafka.cluster.ClusterMetadata.refresh_metadata`` / ``broker_metadata`` (broker endpoints)
+  and ``kafka.future.Future`` (what ``manager.send`` returns; awaited on the IO thread).
+* ``kafka.protocol.consumer.FetchRequest`` / ``FetchResponse`` and
+  ``kafka.protocol.metadata.MetadataRequest`` / ``MetadataResponse`` (``ApiMessage`` classes
+  taking ``min_version=``/``max_version=``; the connection picks the highest version both sides
+  support, from ``BrokerVersionData.api_version``).
+* ``kafka.errors.for_code`` and the ``retriable`` flag of its classes.
+
+Fetch v4..12 is used: v4 is the first with ``isolation_level`` (read_committed) and
+``aborted_transactions``; v13+ identifies topics by id instead of name (kafka-python's own
+consumer also stops at 12).  Fetch sessions are not used (``session_id=0, session_epoch=-1``):
+each call names its partitions and offsets explicitly, so there is no session state to lose on a
+retry or a reconnect.  Leaders and leader epochs come from our own MetadataRequest (which never
+auto-creates a topic); the epoch is sent as ``current_leader_epoch`` so a broker answers
+FENCED_LEADER_EPOCH / UNKNOWN_LEADER_EPOCH instead of serving a fetch routed on stale metadata.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import random
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+import kafka
+
+from kafka_backup._batches import BatchFormatError, complete_length, scan
+from kafka_backup.errors import IncompatibleKafkaError, KafkaBackupError, KafkaClientError
+
+_IMPORT_ERROR: ImportError | None = None
+try:
+    import kafka.errors as _kerr
+    from kafka.cluster import ClusterMetadata
+    from kafka.future import Future as _KafkaFuture
+    from kafka.net.compat import KafkaNetClient
+    from kafka.net.connection import KafkaConnection
+    from kafka.net.manager import KafkaConnectionManager
+    from kafka.net.selector import NetworkSelector
+    from kafka.protocol.broker_version_data import BrokerVersionData
+    from kafka.protocol.consumer import FetchRequest, FetchResponse
+    from kafka.protocol.metadata import MetadataRequest, MetadataResponse
+except ImportError as _exc:  # reported by check_internals(), which every RawKafka runs first
+    _IMPORT_ERROR = _exc
+
+__all__ = ["FetchedPartition", "RawKafka", "check_internals"]
+
+log = logging.getLogger(__name__)
+
+PINNED_KAFKA_PYTHON = "3.0.12"
+FETCH_MIN_VERSION = 4  # isolation_level + aborted_transactions
+FETCH_MAX_VERSION = 12  # last version that names topics (v13+ uses topic ids)
+METADATA_MIN_VERSION = 4  # first version honouring allow_auto_topic_creation=False
+READ_COMMITTED = 1
+
+# kafka-python's default (1 MB) would reject any real fetch response; the limit is only a guard
+# against a corrupt frame length (buffers are sized by the actual frame), so it can be generous.
+DEFAULT_RECEIVE_MESSAGE_MAX_BYTES = 256 << 20
+_RESPONSE_OVERHEAD = 1 << 20  # headers, per-partition fields, aborted-transaction lists
+_INT32_MAX = 2**31 - 1
+_BACKOFF_INITIAL_S = 0.1
+_BACKOFF_MAX_S = 2.0
+_NO_LEADER = -1
+
+_OFFSET_OUT_OF_RANGE = 1
+# Errors that mean "the protocol or format we speak is not what the broker speaks".
+_INCOMPATIBLE_CODES = frozenset({35, 43, 76})  # UNSUPPORTED_VERSION, UNSUPPORTED_FOR_MESSAGE_FORMAT,
+#                                                UNSUPPORTED_COMPRESSION_TYPE
+
+# Client settings passed through to KafkaNetClient; kafka-python silently ignores unknown keys,
+# which would hide a typo such as ``sasl_plain_pasword``, so we reject them instead.
+_EXTRA_KWARGS = frozenset({"bootstrap_timeout_ms", "socks5_proxy"})
+
+
+@dataclass(frozen=True, slots=True)
+class FetchedPartition:
+    """One partition's part of a fetch response, with the record batches kept as raw bytes.
+
+    ``records`` holds whole v2 batches only: a trailing partial batch (the broker cuts at the byte
+    limits) is dropped, and so are batches that end before ``fetch_offset``.  The first batch may
+    start *before* ``fetch_offset`` when it is a compressed batch containing it; it is kept whole
+    because a batch is the unit we store.  Control batches (transaction markers) are kept.
+
+    ``aborted_transactions`` is ``(producer_id, first_offset)`` as the broker listed it for the
+    returned range (read_committed); ``high_watermark``, ``last_stable_offset`` and
+    ``log_start_offset`` are the broker's values, ``-1`` when the negotiated version lacks them
+    (``log_start_offset`` needs fetch v5).  ``out_of_range`` is True when the broker answered
+    OFFSET_OUT_OF_RANGE (``fetch_offset`` below the log start, e.g. retention or delete_records,
+    or beyond the end, e.g. a recreated topic); ``records`` is then empty and the caller decides.
+    """
+
+    topic: str
+    partition: int
+    fetch_offset: int
+    records: bytes
+    aborted_transactions: tuple[tuple[int, int], ...]
+    high_watermark: int
+    last_stable_offset: int
+    log_start_offset: int
+    out_of_range: bool
+
+
+# --------------------------------------------------------------------------------------------
+# check_internals
+
+
+_checked = False
+
+
+def check_internals() -> None:
+    """Fail loudly if the kafka-python internals this module relies on are not as verified.
+
+    Why: :class:`RawKafka` uses private kafka-python classes that may change in any release, and
+    a silent change (a renamed field decoding as its default, say) could produce a backup that
+    looks fine and is not.  The version must equal the pin; then every class, method, request
+    field and version range used here is checked, and a FetchRequest/FetchResponse is encoded and
+    decoded offline at v4 and v12 to prove the ``records`` bytes come back unchanged.  Raises
+    :class:`IncompatibleKafkaError` naming everything that differs.  The result is cached.
+    """
+    global _checked
+    if _checked:
+        return
+    installed = getattr(kafka, "__version__", "unknown")
+    if _IMPORT_ERROR is not None:
+        raise IncompatibleKafkaError(
+            f"kafka-python {installed}: a module kafka_backup relies on cannot be imported "
+            f"({_IMPORT_ERROR}); kafka_backup._kafka_raw was verified against {PINNED_KAFKA_PYTHON} "
+            "and must be re-verified for this version"
+        ) from _IMPORT_ERROR
+    if installed != PINNED_KAFKA_PYTHON:
+        raise IncompatibleKafkaError(
+            f"kafka-python {installed} is installed, but kafka_backup._kafka_raw uses its internals "
+            f"as verified for {PINNED_KAFKA_PYTHON} only; the pin must be re-verified (run "
+            "tests/integration/test_kafka_raw.py) before changing it"
+        )
+    problems: list[str] = []
+    try:
+        _check_classes(problems)
+        _check_fields(problems)
+        _check_errors(problems)
+        if not problems:
+            _check_roundtrip(problems)
+    except Exception as exc:  # any surprise while probing is itself a changed internal
+        problems.append(f"probing kafka-python raised {type(exc).__name__}: {exc}")
+    if problems:
+        raise IncompatibleKafkaError(
+            f"kafka-python {installed} internals differ from what kafka_backup._kafka_raw expects: "
+            + "; ".join(problems)
+        )
+    _checked = True
+
+
+def _need(problems: list[str], obj: Any, name: str, *, params: tuple[str, ...] = (),
+          coroutine: bool = False) -> None:
+    qual = f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', obj)}.{name}"
+    attr = inspect.getattr_static(obj, name, None)
+    if attr is None:
+        problems.append(f"{qual} is missing")
+        return
+    func: Any = attr.fget if isinstance(attr, property) else attr
+    if isinstance(func, (staticmethod, classmethod)):
+        func = func.__func__
+    if coroutine and not inspect.iscoroutinefunction(func):
+        problems.append(f"{qual} is no longer a coroutine function")
+    if params:
+        try:
+            have = inspect.signature(func).parameters
+        except (TypeError, ValueError):
+            problems.append(f"{qual} has no inspectable signature")
+            return
+        missing = [p for p in params if p not in have]
+        if missing:
+            problems.append(f"{qual} lost parameter(s) {', '.join(missing)}")
+
+
+def _check_classes(problems: list[str]) -> None:
+    _need(problems, KafkaNetClient, "__init__", params=("configs",))
+    _need(problems, KafkaNetClient, "close")
+    for name, params in (("bootstrap", ("timeout_ms",)), ("run", ("coro",)),
+                         ("send", ("request", "node_id", "request_timeout_ms")), ("close", ())):
+        _need(problems, KafkaConnectionManager, name, params=params)
+    _need(problems, KafkaConnectionManager, "broker_version")
+    _need(problems, _KafkaFuture, "failure", params=("e",))
+    _need(problems, _KafkaFuture, "__await__")
+    for key in ("bootstrap_servers", "receive_message_max_bytes", "request_timeout_ms",
+                "security_protocol", "sasl_mechanism", "ssl_cafile"):
+        if key not in getattr(KafkaConnectionManager, "DEFAULT_CONFIG", {}):
+            problems.append(f"KafkaConnectionManager.DEFAULT_CONFIG lost {key!r}")
+    if "receive_message_max_bytes" not in getattr(KafkaConnection, "DEFAULT_CONFIG", {}):
+        problems.append("KafkaConnection.DEFAULT_CONFIG lost 'receive_message_max_bytes'")
+    for name, params in (("start", ()), ("close", ()), ("sleep", ("delay",)), ("run", ("coro",))):
+        _need(problems, NetworkSelector, name, params=params)
+    _need(problems, ClusterMetadata, "refresh_metadata", params=("node_id",), coroutine=True)
+    _need(problems, ClusterMetadata, "broker_metadata", params=("broker_id",))
+    _need(problems, BrokerVersionData, "api_version", params=("operation", "min_version", "max_version"))
+    for cls, api_key in ((FetchRequest, 1), (MetadataRequest, 3)):
+        if getattr(cls, "API_KEY", None) != api_key:
+            problems.append(f"{cls.__name__}.API_KEY is not {api_key}")
+    lo, hi = getattr(FetchRequest, "valid_versions", (99, -1)) or (99, -1)
+    if not (lo <= FETCH_MIN_VERSION and hi >= FETCH_MAX_VERSION):
+        problems.append(f"FetchRequest versions {lo}..{hi} no longer cover "
+                        f"{FETCH_MIN_VERSION}..{FETCH_MAX_VERSION}")
+
+
+# (container, field, first version that must have it, last version that must have it)
+def _field_specs() -> list[tuple[Any, str, int, int]]:
+    ft, fp = FetchRequest.FetchTopic, FetchRequest.FetchTopic.FetchPartition
+    rt = FetchResponse.FetchableTopicResponse
+    rp = rt.PartitionData
+    mt = MetadataResponse.MetadataResponseTopic
+    lo, hi = FETCH_MIN_VERSION, FETCH_MAX_VERSION
+    return [
+        (FetchRequest, "replica_id", lo, hi), (FetchRequest, "max_wait_ms", lo, hi),
+        (FetchRequest, "min_bytes", lo, hi), (FetchRequest, "max_bytes", lo, hi),
+        (FetchRequest, "isolation_level", lo, hi), (FetchRequest, "session_id", 7, hi),
+        (FetchRequest, "session_epoch", 7, hi), (FetchRequest, "topics", lo, hi),
+        (FetchRequest, "forgotten_topics_data", 7, hi), (FetchRequest, "rack_id", 11, hi),
+        (ft, "topic", lo, hi), (ft, "partitions", lo, hi),
+        (fp, "partition", lo, hi), (fp, "current_leader_epoch", 9, hi), (fp, "fetch_offset", lo, hi),
+        (fp, "last_fetched_epoch", 12, hi), (fp, "log_start_offset", 5, hi),
+        (fp, "partition_max_bytes", lo, hi),
+        (FetchResponse, "error_code", 7, hi), (FetchResponse, "responses", lo, hi),
+        (rt, "topic", lo, hi), (rt, "partitions", lo, hi),
+        (rp, "partition_index", lo, hi), (rp, "error_code", lo, hi), (rp, "high_watermark", lo, hi),
+        (rp, "last_stable_offset", lo, hi), (rp, "log_start_offset", 5, hi),
+        (rp, "aborted_transactions", lo, hi), (rp, "records", lo, hi),
+        (rp.AbortedTransaction, "producer_id", lo, hi), (rp.AbortedTransaction, "first_offset", lo, hi),
+        (MetadataRequest, "topics", METADATA_MIN_VERSION, METADATA_MIN_VERSION),
+        (MetadataRequest, "allow_auto_topic_creation", METADATA_MIN_VERSION, METADATA_MIN_VERSION),
+        (MetadataRequest.MetadataRequestTopic, "name", METADATA_MIN_VERSION, METADATA_MIN_VERSION),
+        (MetadataResponse, "brokers", METADATA_MIN_VERSION, METADATA_MIN_VERSION),
+        (MetadataResponse, "topics", METADATA_MIN_VERSION, METADATA_MIN_VERSION),
+        (mt, "error_code", METADATA_MIN_VERSION, METADATA_MIN_VERSION),
+        (mt, "name", METADATA_MIN_VERSION, METADATA_MIN_VERSION),
+        (mt, "partitions", METADATA_MIN_VERSION, METADATA_MIN_VERSION),
+        (mt.MetadataResponsePartition, "partition_index", METADATA_MIN_VERSION, METADATA_MIN_VERSION),
+        (mt.MetadataResponsePartition, "error_code", METADATA_MIN_VERSION, METADATA_MIN_VERSION),
+        (mt.MetadataResponsePartition, "leader_id", METADATA_MIN_VERSION, METADATA_MIN_VERSION),
+        (mt.MetadataResponsePartition, "leader_epoch", 7, 7),
+    ]
+
+
+def _check_fields(problems: list[str]) -> None:
+    for container, name, first, last in _field_specs():
+        fields = getattr(container, "fields", None) or {}
+        where = f"{container.__name__}.{name}"
+        field = fields.get(name)
+        if field is None:
+            problems.append(f"field {where} is missing")
+            continue
+        for version in range(first, last + 1):
+            if not field.for_version_q(version):
+                problems.append(f"field {where} is absent at v{version}")
+                break
+
+
+def _check_errors(problems: list[str]) -> None:
+    if not callable(getattr(_kerr, "for_code", None)):
+        problems.append("kafka.errors.for_code is missing")
+        return
+    expected = {0: "NoError", 1: "OffsetOutOfRangeError", 6: "NotLeaderForPartitionError",
+                29: "TopicAuthorizationFailedError", 35: "UnsupportedVersionError"}
+    for code, name in expected.items():
+        got = getattr(_kerr.for_code(code), "__name__", None)
+        if got != name:
+            problems.append(f"kafka.errors.for_code({code}) is {got}, expected {name}")
+    for name in ("NotLeaderForPartitionError", "FencedLeaderEpochError", "UnknownLeaderEpochError",
+                 "LeaderNotAvailableError", "UnknownTopicOrPartitionError", "KafkaStorageError",
+                 "NotEnoughReplicasError", "ReplicaNotAvailableError", "KafkaConnectionError",
+                 "RequestTimedOutError", "NodeNotReadyError", "KafkaTimeoutError"):
+        cls = getattr(_kerr, name, None)
+        if cls is None or getattr(cls, "retriable", None) is not True:
+            problems.append(f"kafka.errors.{name} is missing or no longer retriable")
+    for name in ("KafkaError", "IncompatibleBrokerVersion", "UnknownBrokerIdError", "InvalidReceiveError"):
+        if getattr(_kerr, name, None) is None:
+            problems.append(f"kafka.errors.{name} is missing")
+
+
+def _check_roundtrip(problems: list[str]) -> None:
+    """Encode a request and round-trip a response at both ends of the version range, offline."""
+    records = b"\x00\x01raw batch bytes\xff" * 3
+    for version in (FETCH_MIN_VERSION, FETCH_MAX_VERSION):
+        request = _fetch_request({("t", 0): (5, -1)}, [("t", 0)], max_wait_ms=1, max_bytes=1,
+                                 partition_max_bytes=1)
+        if len(request.encode(version=version)) < 40:
+            problems.append(f"FetchRequest v{version} encodes too short")
+        rt = FetchResponse.FetchableTopicResponse
+        rp = rt.PartitionData
+        response = FetchResponse(
+            throttle_time_ms=0, error_code=0, session_id=0,
+            responses=[rt(topic="t", partitions=[rp(
+                partition_index=3, error_code=0, high_watermark=11, last_stable_offset=10,
+                log_start_offset=2, preferred_read_replica=-1, records=records,
+                aborted_transactions=[rp.AbortedTransaction(producer_id=7, first_offset=4)])])],
+            version=version)
+        decoded = FetchResponse.decode(response.encode(), version=version)
+        part = decoded.responses[0].partitions[0]
+        got = (decoded.responses[0].topic, part.partition_index, part.high_watermark,
+               part.last_stable_offset, bytes(part.records) if part.records is not None else None,
+               [(a.producer_id, a.first_offset) for a in part.aborted_transactions or ()])
+        want = ("t", 3, 11, 10, records, [(7, 4)])
+        if got != want or not isinstance(part.records, bytes):
+            problems.append(f"FetchResponse v{version} round trip gave {got!r} "
+                            f"(records as {type(part.records).__name__})")
+
+
+# --------------------------------------------------------------------------------------------
+# RawKafka
+
+
+TopicPartitionKey = tuple[str, int]
+_Outcome = FetchedPartition | str  # a result, or the reason to retry the partition
+
+
+def _fetch_request(parts: Mapping[TopicPartitionKey, tuple[int, int]], order: list[TopicPartitionKey], *,
+                   max_wait_ms: int, max_bytes: int, partition_max_bytes: int) -> Any:
+    """Build a sessionless read_committed FetchRequest; ``parts`` maps tp -> (offset, leader epoch).
+
+    Topics appear in the order of their first partition in ``order`` (the broker fills the
+    response in request order until ``max_bytes``).
+    """
+    ft = FetchRequest.FetchTopic
+    fp = ft.FetchPartition
+    by_topic: dict[str, list[Any]] = {}
+    for topic, partition in order:
+        offset, epoch = parts[(topic, partition)]
+        by_topic.setdefault(topic, []).append(fp(
+            partition=partition, current_leader_epoch=epoch, fetch_offset=offset,
+            last_fetched_epoch=-1, log_start_offset=-1, partition_max_bytes=partition_max_bytes))
+    return FetchRequest(
+        replica_id=-1, max_wait_ms=max_wait_ms, min_bytes=1, max_bytes=max_bytes,
+        isolation_level=READ_COMMITTED, session_id=0, session_epoch=-1,
+        topics=[ft(topic=t, partitions=ps) for t, ps in by_topic.items()],
+        forgotten_topics_data=[], rack_id="",
+        min_version=FETCH_MIN_VERSION, max_version=FETCH_MAX_VERSION)
+
+
+def _allowed_client_kwargs() -> frozenset[str]:
+    keys: set[str] = set(_EXTRA_KWARGS)
+    for cls in (KafkaConnectionManager, KafkaConnection, NetworkSelector):
+        keys.update(getattr(cls, "DEFAULT_CONFIG", {}))
+    return frozenset(keys)
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+class RawKafka:
+    """A read-only Kafka client that returns record batches as the broker sent them.
+
+    ``client_kwargs`` go to ``KafkaNetClient`` (``bootstrap_servers``, ``client_id``,
+    ``security_protocol``, ``ssl_*``, ``sasl_mechanism``, ``sasl_plain_username``/``password``,
+    ``sasl_oauth_token_provider``, ``request_timeout_ms``, ``receive_message_max_bytes`` …);
+    unknown keys raise ``TypeError`` because kafka-python would silently ignore them.
+    ``bootstrap_timeout_ms`` (default 30 000) bounds the eager bootstrap in the constructor, which
+    also checks that the broker speaks Fetch v4..12 (:class:`IncompatibleKafkaError` otherwise).
+
+    One IO thread per instance, like kafka-python's admin client; :meth:`fetch` may be called from
+    any thread.  Always :meth:`close` it (or use ``with``).
+    """
+
+    def __init__(self, **client_kwargs: Any) -> None:
+        check_internals()
+        self._closed = True  # until the client exists, close() has nothing to do
+        unknown = set(client_kwargs) - _allowed_client_kwargs()
+        if unknown:
+            raise TypeError(f"RawKafka got unknown client setting(s): {', '.join(sorted(unknown))}")
+        bootstrap_timeout_ms = int(client_kwargs.pop("bootstrap_timeout_ms", 30_000))
+        client_kwargs.setdefault("receive_message_max_bytes", DEFAULT_RECEIVE_MESSAGE_MAX_BYTES)
+        self._receive_max = int(client_kwargs["receive_message_max_bytes"])
+        self._request_timeout_ms = int(client_kwargs.get("request_timeout_ms", 30_000))
+        self._servers = client_kwargs.get("bootstrap_servers", "localhost:9092")
+        # (topic, partition) -> (leader node id, leader epoch); filled from our own metadata requests
+        self._leaders: dict[TopicPartitionKey, tuple[int, int]] = {}
+        self._rotation = 0
+        try:
+            self._client = KafkaNetClient(**client_kwargs)
+        except Exception as exc:
+            raise _translate(exc, f"cannot create a Kafka client for {self._servers}") from exc
+        self._closed = False
+        try:
+            self._manager = self._client._manager
+            self._net = self._manager._net
+            self._cluster = self._manager.cluster
+        except AttributeError as exc:
+            self.close()
+            raise IncompatibleKafkaError(f"kafka-python's KafkaNetClient changed shape: {exc}") from exc
+        try:
+            self._net.start()
+            self._manager.bootstrap(timeout_ms=bootstrap_timeout_ms)
+            versions = self._manager.broker_version_data
+            self.broker_version: tuple[int, ...] = tuple(versions.broker_version)
+            self.fetch_version: int = int(versions.api_version(
+                FetchRequest, min_version=FETCH_MIN_VERSION, max_version=FETCH_MAX_VERSION))
+        except Exception as exc:
+            self.close()
+            raise _translate(exc, f"cannot bootstrap from {self._servers}") from exc
+        log.info("connected to Kafka %s at %s; Fetch v%d (read_committed, no fetch session)",
+                 ".".join(map(str, self.broker_version)), self._servers, self.fetch_version)
+
+    def __enter__(self) -> RawKafka:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the connections and stop the IO thread. Idempotent; never raises."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._client.close()  # manager.close() + selector.close(), which joins the IO thread
+        except Exception:
+            log.warning("error while closing the Kafka client", exc_info=True)
+
+    # ----------------------------------------------------------------------------------------
+
+    def fetch(self, offsets: Mapping[tuple[str, int], int], *, max_wait_ms: int = 500,
+              max_bytes: int = 50 << 20, partition_max_bytes: int = 8 << 20,
+              timeout_s: float = 30.0) -> dict[tuple[str, int], FetchedPartition]:
+        """Fetch from each ``(topic, partition)`` at its offset; one FetchRequest per leader.
+
+        Returns a result for every requested partition (possibly with empty ``records``: nothing
+        new, or only an open transaction above the last stable offset; the caller loops).
+        Retriable failures (leader moves, unknown leader epochs, connection errors, timeouts …)
+        refresh the metadata and retry that partition with backoff until ``timeout_s``, then raise
+        :class:`KafkaClientError` naming it.  Non-retriable broker errors (authorization, corrupt
+        message …) raise at once; protocol/format mismatches raise :class:`IncompatibleKafkaError`.
+        """
+        if self._closed:
+            raise KafkaClientError("the Kafka client is closed")
+        for name, value in (("max_bytes", max_bytes), ("partition_max_bytes", partition_max_bytes),
+                            ("max_wait_ms", max_wait_ms + 1)):
+            if not 0 < value <= _INT32_MAX:
+                raise ValueError(f"{name} out of range: {value}")
+        if max_bytes + partition_max_bytes + _RESPONSE_OVERHEAD > self._receive_max:
+            raise ValueError(f"max_bytes + partition_max_bytes ({max_bytes} + {partition_max_bytes}) "
+                             f"exceed receive_message_max_bytes ({self._receive_max}) less overhead")
+        wanted: dict[TopicPartitionKey, int] = {}
+        for (topic, partition), offset in offsets.items():
+            if offset < 0:
+                raise ValueError(f"{topic}[{partition}]: fetch offset must be >= 0, got {offset}")
+            wanted[(topic, partition)] = int(offset)
+        if not wanted:
+            return {}
+        deadline = time.monotonic() + timeout_s
+        self._rotation += 1
+        try:
+            result: dict[TopicPartitionKey, FetchedPartition] = self._manager.run(
+                self._fetch_async, wanted, max_wait_ms, max_bytes, partition_max_bytes, deadline)
+        except KafkaBackupError:
+            raise
+        except Exception as exc:
+            raise _translate(exc, "fetch failed") from exc
+        return result
+
+    async def _fetch_async(self, wanted: dict[TopicPartitionKey, int], max_wait_ms: int,
+                           max_bytes: int, partition_max_bytes: int,
+                           deadline: float) -> dict[TopicPartitionKey, FetchedPartition]:
+        """Runs on the IO thread: route, send, parse, retry until done or past ``deadline``."""
+        results: dict[TopicPartitionKey, FetchedPartition] = {}
+        # The broker fills a response in request order and gives a partition nothing when its
+        # first batch does not fit in what is left of max_bytes (only the first partition may
+        # exceed it, KIP-74).  Rotating the order on every call keeps late partitions from
+        # starving while early ones have a backlog.
+        pending = sorted(wanted)
+        shift = self._rotation % len(pending)
+        pending = pending[shift:] + pending[:shift]
+        reasons: dict[TopicPartitionKey, str] = {}
+        attempt = 0
+        while pending:
+            retry: list[TopicPartitionKey] = []
+            await self._ensure_leaders([tp for tp in pending if tp not in self._leaders], reasons,
+                                       deadline)
+            by_leader: dict[int, list[TopicPartitionKey]] = {}
+            for tp in pending:
+                leader = self._leaders.get(tp)
+                if leader is None:
+                    retry.append(tp)
+                else:
+                    by_leader.setdefault(leader[0], []).append(tp)
+            sent = []
+            for node_id, tps in by_leader.items():
+                request = _fetch_request({tp: (wanted[tp], self._leaders[tp][1]) for tp in tps}, tps,
+                                         max_wait_ms=max_wait_ms, max_bytes=max_bytes,
+                                         partition_max_bytes=partition_max_bytes)
+                sent.append((node_id, tps, self._send(request, node_id, max_wait_ms, deadline)))
+            for node_id, tps, future in sent:
+                try:
+                    response = await future
+                except Exception as exc:
+                    reason = self._request_failed(exc, node_id)
+                    for tp in tps:
+                        reasons[tp] = reason
+                        retry.append(tp)
+                    continue
+                for tp, outcome in self._parse(response, node_id, tps, wanted).items():
+                    if isinstance(outcome, FetchedPartition):
+                        results[tp] = outcome
+                    else:
+                        reasons[tp] = outcome
+                        self._leaders.pop(tp, None)
+                        retry.append(tp)
+            pending = retry
+            if not pending:
+                break
+            now = time.monotonic()
+            if now >= deadline:
+                tp = next((tp for tp in pending if tp in reasons), pending[0])
+                raise KafkaClientError(
+                    f"fetch at offset {wanted[tp]} still failing after retries until the timeout: "
+                    f"{reasons.get(tp, 'no leader known')}"
+                    + (f" (and {len(pending) - 1} more partition(s))" if len(pending) > 1 else ""),
+                    topic=tp[0], partition=tp[1])
+            attempt += 1
+            delay = min(_BACKOFF_MAX_S, _BACKOFF_INITIAL_S * 2 ** (attempt - 1)) * random.uniform(0.8, 1.2)
+            log.debug("fetch: retrying %d partition(s) in %.2fs: %s", len(pending), delay,
+                      {f"{t}[{p}]": reasons.get((t, p)) for t, p in pending})
+            await self._net.sleep(min(delay, max(0.0, deadline - now)))
+        return {tp: results[tp] for tp in wanted}
+
+    def _send(self, request: Any, node_id: int, max_wait_ms: int, deadline: float) -> Any:
+        """Send on the IO thread; returns a kafka Future (a failed one for synchronous errors)."""
+        remaining_ms = int((deadline - time.monotonic()) * 1000)
+        # A fetch legitimately takes up to max_wait_ms; beyond that, wait no longer than the normal
+        # request timeout nor (much) past the caller's deadline.  kafka-python closes the
+        # connection when a request times out.
+        timeout_ms = max_wait_ms + max(1000, min(self._request_timeout_ms, remaining_ms))
+        try:
+            return self._manager.send(request, node_id=node_id, request_timeout_ms=timeout_ms)
+        except Exception as exc:  # e.g. UnknownBrokerIdError, a cached authentication failure
+            return _KafkaFuture().failure(exc)
+
+    def _request_failed(self, exc: BaseException, node_id: int) -> str:
+        """Classify a failed request: return a reason to retry, or raise."""
+        if isinstance(exc, _kerr.UnknownBrokerIdError):
+            # The leader is a broker kafka-python's cluster view has not seen yet: forgetting the
+            # leaders makes _ensure_leaders re-learn them and refresh that view.
+            for tp in [tp for tp, (node, _) in self._leaders.items() if node == node_id]:
+                del self._leaders[tp]
+            return f"broker {node_id} unknown to the client yet"
+        if isinstance(exc, _kerr.KafkaError) and exc.retriable:
+            for tp in [tp for tp, (node, _) in self._leaders.items() if node == node_id]:
+                del self._leaders[tp]
+            return f"request to broker {node_id} failed: {_describe(exc)}"
+        raise _translate(exc, f"fetch request to broker {node_id} failed")
+
+    def _parse(self, response: Any, node_id: int, tps: list[TopicPartitionKey],
+               wanted: Mapping[TopicPartitionKey, int]) -> dict[TopicPartitionKey, _Outcome]:
+        """Per requested partition: a result, or the reason (str) to retry it; raises otherwise."""
+        out: dict[TopicPartitionKey, _Outcome] = {}
+        version = response.API_VERSION
+        top_error = getattr(response, "error_code", 0) or 0
+        if top_error:  # v7+: the whole request failed (e.g. throttled or invalid request)
+            for tp in tps:
+                out[tp] = _classify_partition_error(top_error, tp, wanted[tp], node_id, version)
+            return out
+        asked = set(tps)
+        for topic_data in response.responses:
+            for part in topic_data.partitions:
+                tp = (topic_data.topic, part.partition_index)
+                if tp not in asked:
+                    continue
+                code = part.error_code
+                if code == 0:
+                    out[tp] = self._partition_result(tp, wanted[tp], part, node_id)
+                elif code == _OFFSET_OUT_OF_RANGE:
+                    out[tp] = FetchedPartition(
+                        topic=tp[0], partition=tp[1], fetch_offset=wanted[tp], records=b"",
+                        aborted_transactions=(), high_watermark=int(part.high_watermark),
+                        last_stable_offset=int(part.last_stable_offset),
+                        log_start_offset=int(part.log_start_offset), out_of_range=True)
+                else:
+                    out[tp] = _classify_partition_error(code, tp, wanted[tp], node_id, version)
+        for tp in tps:
+            out.setdefault(tp, f"broker {node_id} left the partition out of its fetch response")
+        return out
+
+    def _partition_result(self, tp: TopicPartitionKey, offset: int, part: Any,
+                          node_id: int) -> FetchedPartition:
+        """Keep whole batches only, from the one holding ``offset`` (or the next one) onwards.
+
+        The broker cuts a response at the byte limits, so the last batch may be partial; it never
+        sends a partial *first* batch (v3+ replaces that with nothing), so some progress is made
+        whenever records come back.
+        """
+        raw = part.records or b""
+        view = memoryview(raw)
+        end = complete_length(view)
+        start = end
+        try:
+            for header in scan(view[:end], check_crc=False):
+                if header.next_offset > offset:
+                    start = header.position
+                    break
+        except BatchFormatError as exc:
+            raise KafkaClientError(f"broker {node_id} sent malformed record batches at offset "
+                                   f"{offset}: {exc}", topic=tp[0], partition=tp[1]) from exc
+        whole = start == 0 and end == len(raw) and isinstance(raw, bytes)
+        records = raw if whole else bytes(view[start:end])  # the common case needs no copy
+        aborted = tuple((int(a.producer_id), int(a.first_offset))
+                        for a in (part.aborted_transactions or ()))
+        return FetchedPartition(
+            topic=tp[0], partition=tp[1], fetch_offset=offset, records=records,
+            aborted_transactions=aborted, high_watermark=int(part.high_watermark),
+            last_stable_offset=int(part.last_stable_offset),
+            log_start_offset=int(part.log_start_offset), out_of_range=False)
+
+    async def _ensure_leaders(self, missing: list[TopicPartitionKey], reasons: dict[TopicPartitionKey, str],
+                              deadline: float) -> None:
+        """Learn leaders (and epochs) for ``missing`` with our own MetadataRequest.
+
+        Why not the cluster view kafka-python keeps: its metadata requests ask the broker to
+        auto-create unknown topics (3.0.12 never passes ``allow_auto_create_topics`` on), and a
+        backup must never create a topic.  Failures leave partitions without a leader, to retry.
+        """
+        if not missing:
+            return
+        topics = sorted({t for t, _ in missing})
+        request = MetadataRequest(
+            topics=[MetadataRequest.MetadataRequestTopic(name=t) for t in topics],
+            allow_auto_topic_creation=False, include_cluster_authorized_operations=False,
+            include_topic_authorized_operations=False, min_version=METADATA_MIN_VERSION)
+        remaining_ms = int((deadline - time.monotonic()) * 1000)
+        timeout_ms = max(1000, min(self._request_timeout_ms, remaining_ms))
+        try:
+            response = await self._manager.send(request, request_timeout_ms=timeout_ms)
+        except Exception as exc:
+            if isinstance(exc, _kerr.KafkaError) and exc.retriable:
+                for tp in missing:
+                    reasons[tp] = f"metadata request failed: {_describe(exc)}"
+                return
+            raise _translate(exc, "metadata request failed") from exc
+        known_brokers = {b.node_id for b in response.brokers}
+        by_topic = {t.name: t for t in response.topics}
+        need_brokers = False
+        for tp in missing:
+            topic_md = by_topic.get(tp[0])
+            if topic_md is None:
+                reasons[tp] = "topic missing from the metadata response"
+                continue
+            error = _kerr.for_code(topic_md.error_code)
+            if topic_md.error_code != 0:
+                if not error.retriable:
+                    raise KafkaClientError(f"metadata: {error.__name__}", topic=tp[0])
+                reasons[tp] = f"metadata: {error.__name__}"
+                continue
+            part = next((p for p in topic_md.partitions if p.partition_index == tp[1]), None)
+            if part is None:
+                reasons[tp] = "partition does not exist (per metadata)"
+                continue
+            leader = int(part.leader_id)
+            if leader == _NO_LEADER or leader not in known_brokers:
+                reasons[tp] = f"no leader ({_kerr.for_code(part.error_code).__name__})"
+                continue
+            if self._cluster.broker_metadata(leader) is None:
+                need_brokers = True
+            epoch = int(part.leader_epoch) if part.leader_epoch is not None else -1
+            self._leaders[tp] = (leader, epoch)
+        if need_brokers:
+            # get_connection() looks brokers up in kafka-python's own cluster view; refresh it
+            # (a no-topics metadata request, so nothing is auto-created).
+            try:
+                await self._cluster.refresh_metadata()
+            except Exception as exc:
+                if not (isinstance(exc, _kerr.KafkaError) and exc.retriable):
+                    raise _translate(exc, "metadata refresh failed") from exc
+
+
+def _classify_partition_error(code: int, tp: TopicPartitionKey, offset: int, node_id: int,
+                              version: int) -> str:
+    """Return a retry reason for a retriable error code, or raise for anything else."""
+    error = _kerr.for_code(code)
+    name = getattr(error, "message", None) or error.__name__
+    if getattr(error, "retriable", False):
+        return f"broker {node_id}: {name}"
+    where = f"fetch at offset {offset} from broker {node_id} (Fetch v{version})"
+    if code in _INCOMPATIBLE_CODES:
+        raise IncompatibleKafkaError(f"{where}: {name}: {getattr(error, 'description', '')}".rstrip(": "),
+                                     topic=tp[0], partition=tp[1])
+    description = getattr(error, "description", "")
+    raise KafkaClientError(f"{where}: {name}" + (f" ({description})" if description else ""),
+                           topic=tp[0], partition=tp[1])
+
+
+def _translate(exc: BaseException, what: str) -> KafkaClientError:
+    """Turn a kafka-python (or unexpected) exception into ours; callers ``raise ... from exc``."""
+    if isinstance(exc, KafkaClientError):
+        return exc
+    if isinstance(exc, _kerr.IncompatibleBrokerVersion | _kerr.UnsupportedVersionError):
+        return IncompatibleKafkaError(f"{what}: the broker does not support the protocol versions "
+                                      f"kafka-backup needs: {_describe(exc)}")
+    if isinstance(exc, _kerr.InvalidReceiveError):
+        return KafkaClientError(f"{what}: {_describe(exc)}; a response exceeded "
+                                "receive_message_max_bytes (raise it, or lower max_bytes)")
+    if isinstance(exc, _kerr.KafkaError):
+        return KafkaClientError(f"{what}: {_describe(exc)}")
+    return KafkaClientError(f"{what}: unexpected {_describe(exc)} inside kafka-python")
