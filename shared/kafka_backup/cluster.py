@@ -27,6 +27,7 @@ def client_kwargs(cfg: KafkaConfig) -> dict[str, Any]:
         "client_id": cfg.client_id,
         "security_protocol": cfg.security_protocol,
         "request_timeout_ms": int(cfg.request_timeout_seconds * 1000),
+        "bootstrap_timeout_ms": int(cfg.connect_timeout_seconds * 1000),
     }
     if cfg.tls is not None:
         kw.update(ssl_cafile=cfg.tls.ca_file, ssl_certfile=cfg.tls.cert_file, ssl_keyfile=cfg.tls.key_file,

@@ -222,6 +222,7 @@ class KafkaConfig(_Model):
     sasl: SaslConfig | None = None
     client_id: str = "kafka-backup"
     request_timeout_seconds: float = Field(30.0, gt=0)
+    connect_timeout_seconds: float = Field(30.0, gt=0, description="How long to try the bootstrap servers.")
 
     @field_validator("bootstrap_servers", mode="before")
     @classmethod
