@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import obstore
 from obstore import exceptions as obx
@@ -161,6 +162,8 @@ class Store:
 
     def delete(self, key: str, *, missing_ok: bool = True) -> None:
         """Delete ``key``; deleting a missing object is fine unless ``missing_ok`` is false."""
+        if not missing_ok and not self.exists(key):  # S3 and memory stores delete missing keys silently
+            raise ObjectNotFound(f"delete: {self.display}/{key} does not exist", key=key)
         try:
             with _translate("delete", key, self.display):
                 obstore.delete(self._inner, self._path(key))
@@ -252,8 +255,13 @@ def open_store(target: str | StorageConfig) -> Store:
                 mem = _MEMORY_STORES.setdefault(cfg.name, MemoryStore())
             return Store(mem, prefix=cfg.prefix, display=display)
         assert cfg.http_url is not None
-        return Store(HTTPStore.from_url(cfg.http_url, client_options=client), prefix=cfg.prefix,
-                     display=display, create_via_copy=True)
+        # The URL's path joins our prefix (rather than obstore's) so that missing parent
+        # collections are created (MKCOL) all the way from the server root.
+        parts = urlsplit(cfg.http_url)
+        origin = f"{parts.scheme}://{parts.netloc}/"
+        prefix = "/".join(p for p in (parts.path.strip("/"), cfg.prefix.strip("/")) if p)
+        return Store(HTTPStore.from_url(origin, client_options=client), prefix=prefix, display=display,
+                     create_via_copy=True)
 
 
 def _open_s3(cfg: StorageConfig, client: Any, extra: dict[str, Any]) -> S3Store:
