@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from kafka_backup.errors import ObjectExists, ObjectNotFound, PreconditionFailed, StorageUnsupported
 from kafka_backup.storage import Store, open_store
 
@@ -101,7 +100,7 @@ def _unsupported(name: str, feature: str) -> str | None:
 
 
 def test_basic_operations(backend: tuple[str, Callable[[], Store]]) -> None:
-    name, factory = backend
+    _name, factory = backend
     store = factory()
     store.put("a/b/one", b"0123456789")
     store.put("a/two", b"xy")
@@ -186,8 +185,8 @@ def test_backup_protocol_on_every_backend(backend: tuple[str, Callable[[], Store
                                           make_topic: Any) -> None:
     """Backup, a racing second run, verify and read back, on each backend."""
     from kafka import KafkaProducer
-
     from kafka_backup.backup import BackupRun
+
     from tests.integration.conftest import backed_up_rows, consume_all, settings
 
     name, factory = backend
