@@ -265,9 +265,14 @@ class BackupRun:
                 job.sweep_from = head.sweep_from if head else (end or 0)
                 job.pos = end if end is not None else self._initial(cluster, t, p, job.target)
                 if job.pos > job.target:
-                    raise BackupIntegrityError(
-                        f"backup already reaches offset {job.pos} but the partition ends at {job.target}: "
-                        "the topic was deleted and recreated or truncated; back it up to a new prefix")
+                    # Legitimate only while a transaction is open above a recorded gap; past the high
+                    # watermark it means the partition's log was replaced.
+                    hw = cluster.offsets([(t, p)], "latest", committed=False)[(t, p)]
+                    if job.pos > hw:
+                        raise BackupIntegrityError(
+                            f"backup already reaches offset {job.pos} but the partition ends at {hw}: the topic "
+                            "was deleted and recreated or truncated; back it up to a new prefix")
+                    job.target = job.pos
             except KafkaBackupError as exc:
                 job.error, job.done = str(exc), True
             jobs.append(job)

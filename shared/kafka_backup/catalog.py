@@ -216,7 +216,8 @@ class PartitionChain:
     def uncommitted_segments(self, from_start: int) -> Iterator[tuple[str, int, int, datetime]]:
         """Segments with start >= ``from_start`` that no commit record names: (key, start, end, mtime)."""
         names: dict[int, str | None] = {}
-        for info in self.store.list(f"{self.base}/segments"):
+        after = f"{self.base}/segments/{offset_key(from_start - 1)}" if from_start > 0 else None
+        for info in self.store.list(f"{self.base}/segments", start_after=after):
             m = _SEGMENT_RE.search(info.key)
             if not m or int(m.group(1)) < from_start:
                 continue

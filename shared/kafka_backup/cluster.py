@@ -166,9 +166,11 @@ class Cluster:
             return len(self.admin.describe_cluster().get("brokers", [])) or 1
 
     # offsets ---------------------------------------------------------------------------------
-    def offsets(self, tps: Iterable[TopicPartition], spec: str | int) -> dict[TopicPartition, int]:
-        """Offsets per partition: "earliest" (log start), "latest" (last stable offset under
-        read_committed), or the first offset with timestamp >= spec (epoch ms; end if none)."""
+    def offsets(self, tps: Iterable[TopicPartition], spec: str | int, *,
+                committed: bool = True) -> dict[TopicPartition, int]:
+        """Offsets per partition: "earliest" (log start), "latest" (the last stable offset, or the
+        high watermark with ``committed=False``), or the first offset with timestamp >= spec
+        (epoch ms; the end if there is none)."""
         from kafka import IsolationLevel, OffsetSpec
         from kafka import TopicPartition as KTP
 
@@ -182,8 +184,8 @@ class Cluster:
         else:
             wire = int(spec)
         with translate(f"list offsets ({spec})"):
-            res = self.admin.list_partition_offsets({KTP(t, p): wire for t, p in tps},
-                                                    isolation_level=IsolationLevel.READ_COMMITTED)
+            level = IsolationLevel.READ_COMMITTED if committed else IsolationLevel.READ_UNCOMMITTED
+            res = self.admin.list_partition_offsets({KTP(t, p): wire for t, p in tps}, isolation_level=level)
         out: dict[TopicPartition, int] = {}
         missing = []
         for tp, oat in res.items():
@@ -192,7 +194,7 @@ class Cluster:
             else:
                 out[(tp.topic, tp.partition)] = oat.offset
         if missing:  # no record at or after the timestamp: the end of the partition
-            out.update(self.offsets(missing, "latest"))
+            out.update(self.offsets(missing, "latest", committed=committed))
         return out
 
     # consumer groups -------------------------------------------------------------------------

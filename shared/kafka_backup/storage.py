@@ -200,11 +200,13 @@ class Store:
             return False
         return True
 
-    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
-        """Every object under ``prefix`` (recursive), in no guaranteed order."""
+    def list(self, prefix: str = "", *, start_after: str | None = None) -> Iterator[ObjectInfo]:
+        """Every object under ``prefix`` (recursive), in no guaranteed order; with ``start_after``
+        only keys that sort after it (S3 lists from there natively, so long histories stay cheap)."""
         path = self._path(prefix) if prefix else self._prefix
+        offset = self._path(start_after) if start_after else None
         with _translate("list", prefix or None, self.display):
-            for chunk in obstore.list(self._inner, path or None, chunk_size=1000):
+            for chunk in obstore.list(self._inner, path or None, offset=offset, chunk_size=1000):
                 for meta in chunk:
                     yield self._info(meta)
 
