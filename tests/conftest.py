@@ -23,6 +23,8 @@ from dev import services  # noqa: E402
 def _service(name: str) -> Iterator[dict[str, str]]:
     svc = services.get(name)
     endpoint, started = svc.ensure()
+    for key, value in endpoint.items():  # clients that read the environment (obstore's Azurite mode)
+        os.environ.setdefault(key, value)
     try:
         yield endpoint
     finally:
