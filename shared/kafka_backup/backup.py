@@ -55,7 +55,7 @@ log = logging.getLogger("kafka_backup.backup")
 
 StopReason = Literal["complete", "deadline", "max_seconds", "max_records", "max_bytes"]
 PartitionStatus = Literal["complete", "partial", "error"]
-_EMPTY_FETCHES_BEFORE_SKIP = 2
+_EMPTY_FETCHES_BEFORE_GIVING_UP = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +153,29 @@ class RunResult:
         return doc
 
 
+def _still_open(aborted: tuple[tuple[int, int], ...], records: bytes,
+                done: list[BatchHeader]) -> tuple[tuple[int, int], ...]:
+    """The aborted transactions of a fetch that still matter after the batches in ``done``.
+
+    The broker lists every aborted transaction overlapping the fetched range.  When a fetch is
+    split across two segments, a transaction whose abort marker is in the first part must not be
+    listed in the second, or a reader would treat that producer's later (committed) batches as
+    aborted.  Control batches are tiny, so decoding them here is cheap.
+    """
+    if not aborted:
+        return aborted
+    from kafka.record.default_records import DefaultRecordBatch
+
+    markers: dict[int, list[int]] = {}
+    for h in done:
+        if h.is_control:
+            for rec in DefaultRecordBatch(bytes(records[h.position : h.position + h.size])):
+                if rec.abort:
+                    markers.setdefault(h.producer_id, []).append(rec.offset)
+    return tuple((pid, first) for pid, first in aborted
+                 if not any(m >= first for m in markers.get(pid, ())))
+
+
 def shard_of(topic: str, partition: int, count: int) -> int:
     """Stable shard of a partition: adding partitions never moves existing ones."""
     return zlib.crc32(f"{topic}\x00{partition}".encode()) % count
@@ -204,6 +227,7 @@ class _Job:
     gaps: list[Gap] = field(default_factory=list)
     error: str | None = None
     leftover: _Chunk | None = None  # fetched batches that did not fit the last segment
+    committed: int | None = None  # the chain end known to be committed (what the hint may say)
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,7 +287,8 @@ class BackupRun:
                 end = chain.find_end()
                 job.before = end
                 job.sweep_from = head.sweep_from if head else (end or 0)
-                job.pos = end if end is not None else self._initial(cluster, t, p, job.target)
+                job.committed = end
+                job.pos = end if end is not None else chain.anchor(self._initial(cluster, t, p, job.target))
                 if job.pos > job.target:
                     # Legitimate only while a transaction is open above a recorded gap; past the high
                     # watermark it means the partition's log was replaced.
@@ -331,18 +356,26 @@ class BackupRun:
                         return
                     break  # commit what we have; the gap becomes the next link
                 if fetched is None:
+                    # Nothing below the snapshot came back although the range is not done. Never
+                    # skip ahead on that (a hiccup must not become silent loss): stop this partition
+                    # for this run; a later run gets the batches or the definitive answer below.
                     empty += 1
-                    if empty >= _EMPTY_FETCHES_BEFORE_SKIP:
-                        pos = job.target  # the rest of the range holds no batch (compacted away)
+                    if empty >= _EMPTY_FETCHES_BEFORE_GIVING_UP:
+                        log.warning("%s[%d]: no batches returned at offset %d (target %d); retrying next run",
+                                    job.topic, job.partition, pos, job.target)
+                        job.done = True
+                        break
+                    time.sleep(0.1 * empty)
                     continue
                 empty = 0
                 chunk = fetched
                 if not chunk.headers:
-                    pos = job.target
+                    pos = job.target  # the next batch is past the snapshot: [pos, target) holds none
                     break
             take = self._fit(chunk.headers, writer.raw_bytes)
             if take < len(chunk.headers):
-                job.leftover = _Chunk(chunk.records, chunk.headers[take:], chunk.aborted)
+                job.leftover = _Chunk(chunk.records, chunk.headers[take:],
+                                      _still_open(chunk.aborted, chunk.records, chunk.headers[:take]))
             headers = chunk.headers[:take]
             writer.add(chunk.records, headers)
             writer.add_aborted(chunk.aborted)
@@ -416,7 +449,7 @@ class BackupRun:
             job.raw_bytes += f.raw_bytes
             job.stored_bytes += len(data.payload)
             job.segments += 1
-            job.pos = end
+            job.pos = job.committed = end
             log.debug("%s[%d]: committed [%d, %d)", job.topic, job.partition, rec.start, end)
         else:
             self._lost_race(job, key)
@@ -428,7 +461,7 @@ class BackupRun:
         if job.chain.try_commit(rec):
             gap = Gap(job.topic, job.partition, start, end, rec.committed_at)
             job.gaps.append(gap)
-            job.pos = end
+            job.pos = job.committed = end
             log.warning("%s[%d]: offsets [%d, %d) were deleted by retention before backup (%d records lost)",
                         job.topic, job.partition, start, end, gap.count)
         else:
@@ -445,13 +478,15 @@ class BackupRun:
             raise BackupIntegrityError(f"commit at {job.pos} exists but the chain does not advance",
                                        key=job.chain.commit_key(job.pos))
         log.info("%s[%d]: another run committed [%d, %d); continuing", job.topic, job.partition, job.pos, end)
-        job.pos = end
+        job.pos = job.committed = end
 
     def _write_head(self, job: _Job) -> None:
-        if job.pos < 0 or (job.before == job.pos and job.sweep_from == job.pos):
+        """The hint may only ever name a committed end (it must never lead the chain)."""
+        end = job.committed
+        if end is None or (job.before == end and job.sweep_from == end):
             return
         with contextlib.suppress(StorageError):
-            job.chain.write_head(Head(job.pos, min(job.sweep_from, job.pos)))
+            job.chain.write_head(Head(end, min(job.sweep_from, end)))
 
     def _sweep_orphans(self, job: _Job) -> None:
         """Delete uncommitted segments from crashed runs once older than the grace period.

@@ -5,12 +5,17 @@ Layout under the store's prefix (``docs/format.md`` is the spec)::
     topics/<topic>/<partition>/segments/<start:020d>-<end:020d>-<run_id>.kbseg   immutable data
     topics/<topic>/<partition>/commits/<start:020d>.json                         create-only
     topics/<topic>/<partition>/head.json                                         hint (overwritten)
+    topics/<topic>/<partition>/anchor.json                                       create-only
     topics/<topic>/metadata/<utc>-<run_id>.json                                  config snapshots
     groups/<utc>-<run_id>.json                                                   group offsets
     runs/<utc>-<run_id>.json                                                     run summaries
 
-``<topic>`` is percent-encoded (anything outside ``[A-Za-z0-9._-]``, and a leading dot) so any
+``<topic>`` is percent-encoded (anything outside ``[A-Za-z0-9._~-]``, and a leading dot) so any
 name maps to a safe, reversible key segment.
+
+The anchor records, once and create-only, the offset where a partition's chain begins (resolved
+from ``start: earliest | latest | <time>`` by the first run that sees the partition), so that an
+empty first run or a lost hint can never move the start.
 
 The chain: commit records for [start, end) keyed by ``start``; the next record's key is the
 previous one's ``end``.  A segment becomes part of the backup only when its commit record is
@@ -134,6 +139,30 @@ class PartitionChain:
     @property
     def head_key(self) -> str:
         return f"{self.base}/head.json"
+
+    @property
+    def anchor_key(self) -> str:
+        return f"{self.base}/anchor.json"
+
+    def anchor(self, proposed: int) -> int:
+        """The chain's agreed start: ours if we create the anchor first, else the existing one."""
+        try:
+            self.store.put_if_absent(self.anchor_key, json.dumps({"start": proposed, "created_at": now_iso()}).encode())
+            return proposed
+        except ObjectExists:
+            pass
+        try:
+            return int(json.loads(self.store.get(self.anchor_key))["start"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise CorruptSegmentError(f"malformed anchor: {exc}", key=self.anchor_key) from exc
+
+    def read_anchor(self) -> int | None:
+        try:
+            return int(json.loads(self.store.get(self.anchor_key))["start"])
+        except ObjectNotFound:
+            return None
+        except (ValueError, KeyError, TypeError) as exc:
+            raise CorruptSegmentError(f"malformed anchor: {exc}", key=self.anchor_key) from exc
 
     # reading ---------------------------------------------------------------------------------
     def read_commit(self, start: int) -> CommitRecord | None:

@@ -14,7 +14,9 @@ offset, target end).  After a crash, the target's current end tells exactly how 
 the last checkpoint were acknowledged (the idempotent producer writes them in order, each once),
 so the re-run skips exactly that many and continues: no loss, no duplicate.  This holds while
 nothing else writes to the target partitions during the restore (the re-run checks the target's
-end is not below the checkpoint and refuses otherwise).
+end is not below the checkpoint and refuses otherwise, also for partitions it finished).  A send
+the broker rejects stops the run without a checkpoint past it and marks the progress failed: the
+records after the checkpoint may then not be a prefix, so a re-run refuses rather than guess.
 
 Example::
 
@@ -35,7 +37,7 @@ from typing import Any
 from .catalog import PartitionChain, encode_topic, latest_json, list_partitions, now_iso
 from .cluster import Cluster, client_kwargs, translate
 from .config import Settings
-from .errors import KafkaBackupError, ObjectNotFound, RestoreError
+from .errors import KafkaBackupError, KafkaClientError, ObjectNotFound, RestoreError
 from .segment import Record, SegmentReader
 from .storage import Store, open_store
 
@@ -173,9 +175,11 @@ class RestoreRun:
         self.opts = opts
         self.store = store or open_store(settings.storage)
         self.progress = progress
+        # Failed sends, reported by the producer's I/O thread (flush() does not raise for them).
+        self._send_errors: list[BaseException] = []
 
     # reading ---------------------------------------------------------------------------------
-    def _records(self, partition: int, start: int | None) -> Iterator[Record]:
+    def _records(self, partition: int, start: int | None, rng: _Range) -> Iterator[Record]:
         """Committed records of one partition in offset order, from ``start`` on."""
         chain = PartitionChain(self.store, self.opts.topic, partition)
         for rec in chain.walk():
@@ -185,7 +189,9 @@ class RestoreRun:
                 continue
             if self.opts.to_offset is not None and rec.start >= self.opts.to_offset:
                 return
-            if self.opts.from_time is not None and rec.max_timestamp is not None \
+            # A segment with no record at/after from_time cannot start the range; once the range
+            # has started, every record counts whatever its timestamp (timestamps need not be monotonic).
+            if not rng.started and self.opts.from_time is not None and rec.max_timestamp is not None \
                     and rec.max_timestamp < self.opts.from_time:
                 continue
             key = f"{chain.base}/{rec.segment}"
@@ -264,7 +270,7 @@ class RestoreRun:
             created = self._ensure_topic(cluster, pmap)
             ends = {} if (self.opts.dry_run and created) else cluster.offsets(
                 [(self.opts.target_topic, d) for d in pmap.values()], "latest")
-            producer = None if self.opts.dry_run else self._producer()
+            producer = None if self.opts.dry_run else self._producer(self._batch_bytes(cluster))
             parts, translations = [], {}
             try:
                 for src, dst in sorted(pmap.items()):
@@ -272,19 +278,35 @@ class RestoreRun:
                                                      producer, wanted.get(src, set()))
                     parts.append(pr)
                     translations[src] = tr
-            finally:
-                if producer is not None:
-                    with translate("close producer"):
-                        producer.close(timeout=30)
+            except BaseException:
+                if producer is not None:  # a close error must not hide the one that stopped the run
+                    with contextlib.suppress(Exception):
+                        producer.close(timeout=5)
+                raise
+            if producer is not None:
+                with translate("close producer"):
+                    producer.close(timeout=30)
             group_results = self._groups(cluster, groups_src, pmap, translations) if self.opts.groups else []
         return RestoreResult(self.opts.topic, self.opts.target_topic, self.opts.dry_run, created, parts,
                              group_results, round(time.monotonic() - t0, 3))
 
-    def _producer(self) -> Any:
+    def _batch_bytes(self, cluster: Cluster) -> int:
+        """The producer's batch size: at most the target's max.message.bytes, so the broker never
+        rejects a batch of records that each fit (kafka-python's split-and-retry of a rejected batch
+        makes its flush() fail with "Future not done")."""
+        default = int(_PRODUCER_DEFAULTS["batch_size"])
+        try:
+            entry = cluster.topic_configs([self.opts.target_topic]).get(self.opts.target_topic, {})
+            return max(1024, min(default, int(entry["max.message.bytes"]["value"])))
+        except (KafkaClientError, KeyError, TypeError, ValueError):  # e.g. no DescribeConfigs permission
+            return default
+
+    def _producer(self, batch_size: int) -> Any:
         from kafka import KafkaProducer
 
         with translate("create producer"):  # ValueError: a bad setting, reported as such
-            return KafkaProducer(**client_kwargs(self.settings.kafka), **_PRODUCER_DEFAULTS)
+            return KafkaProducer(**client_kwargs(self.settings.kafka),
+                                 **(_PRODUCER_DEFAULTS | {"batch_size": batch_size}))
 
     def _progress_key(self, rid: str, src: int) -> str:
         return f"restores/{encode_topic(self.opts.target_topic)}/{rid}/{src}.json"
@@ -305,15 +327,25 @@ class RestoreRun:
                      "restored": 0, "translations": {}, "done": False, "started_at": now_iso()}
             if not self.opts.dry_run:
                 self.store.put(key, json.dumps(state).encode())
+        if state.get("failed"):
+            raise RestoreError(f"an earlier run failed to produce into {self.opts.target_topic}[{dst}] "
+                               f"({state['failed']}); past target offset {state['target_end']} it may hold a "
+                               f"partial, non-contiguous copy, so the restore cannot resume into it: restore into "
+                               f"a new topic (or recreate this one and delete {key} from the backup store)")
         translations = {int(k): int(v) for k, v in state["translations"].items()}
         pr.target_start = state["target_base"]
+        skip = target_end - state["target_end"]
+        if skip < 0:  # checked for finished partitions too: "already complete" must not hide a lost target
+            raise RestoreError(f"target {self.opts.target_topic}[{dst}] ends at {target_end}, below the "
+                               f"restore checkpoint {state['target_end']}: it was truncated or recreated")
+        resume_at = state["next_source_offset"]
+        behind = sorted(o for o in wanted if o not in translations
+                        and (state["done"] or (resume_at is not None and o < resume_at)))
+        if behind:  # e.g. --groups added on a re-run, or a newer group snapshot: not in the progress
+            translations.update(self._translate_restored(src, state, behind))
         if state["done"]:
             pr.already_done, pr.target_end = True, state["target_end"]
             return pr, translations
-        skip = target_end - state["target_end"]
-        if skip < 0:
-            raise RestoreError(f"target {self.opts.target_topic}[{dst}] ends at {target_end}, below the "
-                               f"restore checkpoint {state['target_end']}: it was truncated or recreated")
         pr.resumed_skip = skip
         next_target = state["target_end"]
         rng = _Range(self.opts)
@@ -323,43 +355,84 @@ class RestoreRun:
         topic = self.opts.target_topic
         last_src: int | None = None
         label = f"{self.opts.topic}[{src}]"
-        for rec in self._records(src, start):
-            if not rng.accept(rec):
-                if rng.finished:
-                    break
-                continue
-            while pending_wanted and pending_wanted[0] <= rec.offset:
-                translations[pending_wanted.pop(0)] = next_target
-            last_src = rec.offset
-            if pr.first_source_offset is None:
-                pr.first_source_offset = rec.offset
-            pr.last_source_offset = rec.offset
-            if skip > 0:
-                skip -= 1
+        try:
+            for rec in self._records(src, start, rng):
+                if not rng.accept(rec):
+                    if rng.finished:
+                        break
+                    continue
+                while pending_wanted and pending_wanted[0] <= rec.offset:
+                    translations[pending_wanted.pop(0)] = next_target
+                last_src = rec.offset
+                if pr.first_source_offset is None:
+                    pr.first_source_offset = rec.offset
+                pr.last_source_offset = rec.offset
+                if skip > 0:
+                    skip -= 1
+                    next_target += 1
+                    continue
+                if producer is not None:
+                    self._raise_send_errors(dst)
+                    with translate("produce", topic, dst):
+                        producer.send(topic, key=rec.key, value=rec.value, headers=list(rec.headers),
+                                      partition=dst, timestamp_ms=rec.timestamp).add_errback(self._send_errors.append)
                 next_target += 1
-                continue
+                pr.records += 1
+                if producer is not None and pr.records % 50_000 == 0:
+                    self._checkpoint(producer, key, state, last_src, next_target, translations, dst)
+                if self.progress and pr.records % 1000 == 0:
+                    self.progress(label, rec.offset, -1)
+            for o in pending_wanted:  # the group was at (or past) the end of what was restored
+                translations[o] = next_target
+            pr.target_end = next_target
             if producer is not None:
-                with translate("produce", topic, dst):
-                    producer.send(topic, key=rec.key, value=rec.value, headers=list(rec.headers),
-                                  partition=dst, timestamp_ms=rec.timestamp)
-            next_target += 1
-            pr.records += 1
-            if producer is not None and pr.records % 50_000 == 0:
-                self._checkpoint(producer, key, state, last_src, next_target, translations)
-            if self.progress and pr.records % 1000 == 0:
-                self.progress(label, rec.offset, -1)
-        for o in pending_wanted:  # the group was at (or past) the end of what was restored
-            translations[o] = next_target
-        pr.target_end = next_target
-        if producer is not None:
-            state["done"] = True
-            self._checkpoint(producer, key, state, last_src, next_target, translations)
+                self._checkpoint(producer, key, state, last_src, next_target, translations, dst, done=True)
+        except (KafkaClientError, RestoreError) as exc:
+            if producer is not None:
+                # Records after the last checkpoint may now be a non-prefix of the source (after a
+                # failed batch the producer bumps its epoch and sends what was queued): a re-run's
+                # "skip what the target holds" would be wrong, so it must refuse.  ``state`` still
+                # holds the last checkpoint.
+                state["failed"] = str(exc)
+                state["updated_at"] = now_iso()
+                with contextlib.suppress(KafkaBackupError):
+                    self.store.put(key, json.dumps(state).encode())
+            raise
         return pr, translations
 
+    def _translate_restored(self, src: int, state: dict[str, Any], offsets: list[int]) -> dict[int, int]:
+        """Target offsets for source ``offsets`` that lie in what earlier runs already restored (below
+        ``next_source_offset``, or anywhere once done), by walking the source again without producing."""
+        limit, n = state["next_source_offset"], state["target_base"]
+        todo, out = list(offsets), {}
+        if limit is not None:
+            rng = _Range(self.opts)
+            for rec in self._records(src, None, rng):
+                if rec.offset >= limit or not todo:
+                    break
+                if not rng.accept(rec):
+                    if rng.finished:
+                        break
+                    continue
+                while todo and todo[0] <= rec.offset:
+                    out[todo.pop(0)] = n
+                n += 1
+        for o in todo:  # past the last restored record (only for a finished partition): its end
+            out[o] = state["target_end"]
+        return out
+
+    def _raise_send_errors(self, dst: int) -> None:
+        if self._send_errors:
+            exc = self._send_errors[0]
+            raise RestoreError(f"failed to produce into {self.opts.target_topic}[{dst}]: "
+                               f"{type(exc).__name__}: {exc}") from exc
+
     def _checkpoint(self, producer: Any, key: str, state: dict[str, Any], last_src: int | None,
-                    next_target: int, translations: dict[int, int]) -> None:
+                    next_target: int, translations: dict[int, int], dst: int, *, done: bool = False) -> None:
         with translate("flush producer"):
             producer.flush()
+        self._raise_send_errors(dst)  # never checkpoint past a record that was not written
+        state["done"] = done
         if last_src is not None:
             state["next_source_offset"] = last_src + 1
         state["target_end"] = next_target

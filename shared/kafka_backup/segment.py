@@ -197,7 +197,8 @@ class SegmentWriter:
             p.raw += mv[h.position : h.position + h.size]
             p.next_offset = h.next_offset
             ts_max = h.max_timestamp
-            ts_min = h.max_timestamp if h.log_append_time else h.base_timestamp
+            # With the delete-horizon bit (set by the log cleaner) base_timestamp is no record's time.
+            ts_min = h.max_timestamp if h.log_append_time or h.attributes & 0x40 else h.base_timestamp
             p.max_timestamp = max(p.max_timestamp, ts_max)
             p.batches += 1
             if not h.is_control:

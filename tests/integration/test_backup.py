@@ -322,3 +322,43 @@ def test_recreated_topic_is_refused_not_overwritten(bootstrap_servers: str, make
     r = run_backup(settings(bootstrap_servers, url, [topic]))
     assert not r.ok and "recreated" in (r.partitions[0].error or "")
     assert chain_ranges(open_store(url), topic, 0) == [("segment", 0, 50)]
+
+
+def test_transactions_split_across_segments_keep_committed_records(bootstrap_servers: str, make_topic: Any,
+                                                                   tmp_path: Path) -> None:
+    """One fetch spans many segments: aborted-transaction entries must not leak into later ones."""
+    topic = make_topic(1)
+    with KafkaProducer(bootstrap_servers=bootstrap_servers, transactional_id=f"split-{topic}") as tx:
+        tx.init_transactions()
+        for i in range(40):
+            tx.begin_transaction()
+            for j in range(20):
+                tx.send(topic, key=f"{i}".encode(), value=f"{i}-{j}".encode() * 40, partition=0)
+            tx.flush()
+            tx.commit_transaction() if i % 3 else tx.abort_transaction()
+    url = _url(tmp_path)
+    _backup_until_complete(bootstrap_servers, url, [topic], segment_max_bytes=4 << 10)
+    store = open_store(url)
+    assert len(chain_ranges(store, topic, 0)) > 10
+    expected = consume_all(bootstrap_servers, topic, 0)
+    assert len(expected) == 26 * 20
+    assert backed_up_rows(store, topic, 0) == expected
+
+
+def test_start_latest_is_anchored_by_the_first_run(bootstrap_servers: str, make_topic: Any, tmp_path: Path,
+                                                   producer: KafkaProducer) -> None:
+    topic = make_topic(1)
+    for i in range(10):
+        producer.send(topic, value=f"old-{i}".encode(), partition=0)
+    producer.flush()
+    url = _url(tmp_path)
+    first = run_backup(settings(bootstrap_servers, url, [topic], start="latest"))
+    assert first.records == 0 and first.partitions[0].end_offset == 10
+    store = open_store(url)
+    assert not store.exists(PartitionChain(store, topic, 0).head_key), "the hint never names an uncommitted end"
+    for i in range(5):
+        producer.send(topic, value=f"new-{i}".encode(), partition=0)
+    producer.flush()
+    second = run_backup(settings(bootstrap_servers, url, [topic], start="latest"))
+    assert second.records == 5
+    assert [r[4] for r in backed_up_rows(store, topic, 0)] == [f"new-{i}".encode() for i in range(5)]
