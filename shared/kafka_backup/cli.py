@@ -113,13 +113,15 @@ def _parser() -> argparse.ArgumentParser:
 
     gc = sub.add_parser("gc", help="remove uncommitted (orphan) segments left by crashed runs")
     _add_storage_args(gc)
-    gc.add_argument("--older-than-seconds", type=float, default=6 * 3600,
-                    help="only segments older than this (must exceed the longest run; default 6 h)")
+    gc.add_argument("--older-than-seconds", type=float, default=None,
+                    help="only segments older than this (must exceed the longest run; default: the config's "
+                         "backup.orphan_grace_seconds, 6 h)")
     gc.add_argument("--dry-run", action="store_true")
 
     r = sub.add_parser("restore", help="restore a backed-up topic into a cluster")
     _add_storage_args(r)
-    r.add_argument("--bootstrap-servers", "-b", metavar="HOST:PORT[,...]", help="source cluster (for --groups)")
+    r.add_argument("--bootstrap-servers", "-b", metavar="HOST:PORT[,...]",
+                   help="target cluster (default: $KAFKA_BOOTSTRAP_SERVERS); --to-bootstrap-servers wins")
     r.add_argument("--topic", "-t", required=True, metavar="NAME")
     r.add_argument("--to-topic", metavar="NAME")
     r.add_argument("--to-bootstrap-servers", metavar="HOST:PORT[,...]",
@@ -246,13 +248,17 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 def cmd_gc(args: argparse.Namespace) -> int:
     from .catalog import PartitionChain, list_partitions, list_topics
+    from .config import load_backup_config
 
     store = _storage(args)
+    grace = args.older_than_seconds
+    if grace is None:
+        grace = load_backup_config(args.config).orphan_grace_seconds
     now, removed = time.time(), 0
     for topic in list_topics(store):
         for partition in list_partitions(store, topic):
             for key, _s, _e, mtime in PartitionChain(store, topic, partition).uncommitted_segments(0):
-                if now - mtime.timestamp() >= args.older_than_seconds:
+                if now - mtime.timestamp() >= grace:
                     print(f"{'would remove' if args.dry_run else 'removed'} {key}")
                     if not args.dry_run:
                         store.delete(key)

@@ -14,8 +14,8 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .config import BackupConfig, KafkaConfig, resolve_secret
-from .errors import KafkaClientError
+from .config import BackupConfig, KafkaConfig, reveal
+from .errors import ConfigError, KafkaClientError
 
 TopicPartition = tuple[str, int]
 
@@ -33,21 +33,16 @@ def client_kwargs(cfg: KafkaConfig) -> dict[str, Any]:
         kw.update(ssl_cafile=cfg.tls.ca_file, ssl_certfile=cfg.tls.cert_file, ssl_keyfile=cfg.tls.key_file,
                   ssl_check_hostname=cfg.tls.check_hostname)
         if cfg.tls.key_password is not None:
-            kw["ssl_password"] = _secret(cfg.tls.key_password.get_secret_value())
+            kw["ssl_password"] = reveal(cfg.tls.key_password)
     if cfg.sasl is not None:
         kw["sasl_mechanism"] = cfg.sasl.mechanism
         if cfg.sasl.username is not None:
             kw["sasl_plain_username"] = cfg.sasl.username
         if cfg.sasl.password is not None:
-            kw["sasl_plain_password"] = _secret(cfg.sasl.password.get_secret_value())
+            kw["sasl_plain_password"] = reveal(cfg.sasl.password)
         if cfg.sasl.token_provider:
             kw["sasl_oauth_token_provider"] = _load_callable(cfg.sasl.token_provider)()
     return kw
-
-
-def _secret(value: str) -> str:
-    """A value of the form ``secretref:<scheme>:<ref>`` is looked up (env:, file:, or a plug-in)."""
-    return resolve_secret(value[len("secretref:"):]) if value.startswith("secretref:") else value
 
 
 def _load_callable(spec: str) -> Any:
@@ -122,9 +117,10 @@ class Cluster:
         """Named topics plus pattern matches; internal topics only when named or allowed."""
         every = self.topics()
         chosen: dict[str, TopicInfo] = {}
+        missing = [name for name in cfg.topics if name not in every]
+        if missing:
+            raise ConfigError(f"topic(s) {', '.join(missing)} do not exist in the cluster", field="backup.topics")
         for name in cfg.topics:
-            if name not in every:
-                raise KafkaClientError("topic does not exist", topic=name)
             chosen[name] = every[name]
         for pattern in cfg.topic_patterns:
             rx = re.compile(pattern)
@@ -218,8 +214,9 @@ class Cluster:
             offsets = {}
             for tp, om in res.get(gid, {}).items():
                 if (wanted is None or tp.topic in wanted) and om.offset is not None and om.offset >= 0:
+                    epoch = getattr(om, "leader_epoch", None)
                     offsets[(tp.topic, tp.partition)] = GroupOffset(om.offset, om.metadata or "",
-                                                                    getattr(om, "leader_epoch", -1) or -1)
+                                                                    -1 if epoch is None else int(epoch))
             if offsets:
                 out[gid] = offsets
         return out

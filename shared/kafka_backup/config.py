@@ -44,7 +44,7 @@ _FIELDS_BY_BACKEND: dict[str, set[str]] = {
     "gcs": {"bucket", "service_account_path", "base_url", "skip_signature"},
     "filesystem": {"path"},
     "memory": {"name"},
-    "http": {"http_url"},
+    "http": {"http_url", "username", "password"},
 }
 _BACKEND_SPECIFIC = set().union(*_FIELDS_BY_BACKEND.values())
 _REQUIRED: dict[str, tuple[str, ...]] = {
@@ -91,7 +91,9 @@ class StorageConfig(_Model):
     # filesystem / memory / http
     path: str | None = None
     name: str = Field("default", description="memory:// store name (one per process).")
-    http_url: str | None = Field(None, description="WebDAV base URL.")
+    http_url: str | None = Field(None, description="WebDAV base URL (credentials go in username/password).")
+    username: str | None = Field(None, description="WebDAV basic-auth user.")
+    password: SecretStr | None = Field(None, description="WebDAV basic-auth password.")
     # transport
     allow_http: bool = Field(False, description="Permit plain-HTTP endpoints (emulators only).")
     request_timeout_seconds: float = Field(30.0, gt=0)
@@ -101,8 +103,18 @@ class StorageConfig(_Model):
     @classmethod
     def _expand_url(cls, data: Any) -> Any:
         if isinstance(data, dict) and data.get("url"):
-            return {**data, **parse_storage_url(str(data["url"])), "url": redact_url(str(data["url"]))}
+            parsed = parse_storage_url(str(data["url"]))
+            if not parsed.get("prefix"):
+                parsed.pop("prefix", None)  # a prefix given beside the URL still applies
+            return {**data, **parsed, "url": redact_url(str(data["url"]))}
         return data
+
+    @field_validator("endpoint", "base_url", "http_url")
+    @classmethod
+    def _absolute_url(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^https?://[^/]+", value):
+            raise ValueError(f"{value!r} must be an absolute http(s):// URL")
+        return value
 
     @model_validator(mode="after")
     def _check_backend_fields(self) -> StorageConfig:
@@ -159,6 +171,9 @@ def parse_storage_url(url: str) -> dict[str, Any]:
         out = {"backend": "azure", "container_name": container, "prefix": path}
         if account_host:
             out["account_name"] = account_host.split(".", 1)[0]
+            if "." in account_host and not account_host.endswith((".blob.core.windows.net",
+                                                                  ".dfs.core.windows.net")):
+                out["endpoint"] = f"https://{account_host}"  # sovereign clouds, private endpoints
     elif scheme in {"gs", "gcs"}:
         out = {"backend": "gcs", "bucket": host, "prefix": path}
     elif scheme == "file":
@@ -168,8 +183,12 @@ def parse_storage_url(url: str) -> dict[str, Any]:
     elif scheme == "memory":
         out = {"backend": "memory", "name": host or "default", "prefix": path}
     elif scheme in {"http", "https"}:
-        base = parts._replace(query="", fragment="").geturl()
+        netloc = parts.netloc.rsplit("@", 1)[-1]
+        base = parts._replace(netloc=netloc, query="", fragment="").geturl()
         out = {"backend": "http", "http_url": base if base.endswith("/") else base + "/"}
+        if parts.username:
+            out["username"] = unquote(parts.username)
+            out["password"] = unquote(parts.password or "")
         if scheme == "http":
             out["allow_http"] = True
     else:
@@ -241,6 +260,8 @@ class KafkaConfig(_Model):
 
     @model_validator(mode="after")
     def _check(self) -> KafkaConfig:
+        if self.tls and "SSL" not in self.security_protocol:
+            raise ValueError("tls is set but security_protocol is not SSL or SASL_SSL")
         if self.sasl and not self.security_protocol.startswith("SASL"):
             raise ValueError("sasl is set but security_protocol is not SASL_PLAINTEXT or SASL_SSL")
         if self.security_protocol.startswith("SASL") and not self.sasl:
@@ -301,7 +322,10 @@ class BackupConfig(_Model):
     @field_validator("start", mode="before")
     @classmethod
     def _start(cls, value: Any) -> Any:
-        return parse_time_ms(value) if isinstance(value, str) and value not in {"earliest", "latest"} else value
+        value = parse_time_ms(value) if isinstance(value, str) and value not in {"earliest", "latest"} else value
+        if isinstance(value, int) and value < 0:
+            raise ValueError("a start timestamp must be >= 0 (use 'earliest' or 'latest' by name)")
+        return value
 
 
 class Settings(_Model):
@@ -311,22 +335,49 @@ class Settings(_Model):
 
 
 # --------------------------------------------------------------------------------------------- loading
-_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_ENV_REF = re.compile(r"\$(\$?)\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
-def interpolate(text: str, env: Mapping[str, str], *, source: str) -> str:
-    """Replace ``${VAR}`` / ``${VAR:-default}``; a missing variable without default is an error."""
+def interpolate(value: Any, env: Mapping[str, str], *, source: str, field: str = "") -> Any:
+    """Replace ``${VAR}`` / ``${VAR:-default}`` in every string of a parsed YAML tree.
+
+    Done after parsing, so comments are never interpolated and a value cannot inject YAML;
+    ``$${VAR}`` is a literal ``${VAR}``.  A missing variable without a default names its field.
+    """
+    if isinstance(value, dict):
+        return {k: interpolate(v, env, source=source, field=f"{field}.{k}" if field else str(k))
+                for k, v in value.items()}
+    if isinstance(value, list):
+        return [interpolate(v, env, source=source, field=f"{field}[{i}]") for i, v in enumerate(value)]
+    if not isinstance(value, str):
+        return value
 
     def sub(match: re.Match[str]) -> str:
-        name, default = match.group(1), match.group(2)
+        escaped, name, default = match.group(1), match.group(2), match.group(3)
+        if escaped:
+            return match.group(0)[1:]
         if name in env:
             return env[name]
         if default is not None:
             return default
-        line = text.count("\n", 0, match.start()) + 1
-        raise ConfigError(f"environment variable {name} is not set (line {line})", source=source)
+        raise ConfigError(f"environment variable {name} is not set", source=source, field=field or None)
 
-    return _ENV_REF.sub(sub, text)
+    return _ENV_REF.sub(sub, value)
+
+
+def _read_yaml(path: str | Path) -> dict[str, Any]:
+    source = str(path)
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file: {exc.strerror}", source=source) from exc
+    try:
+        loaded = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"invalid YAML: {exc}", source=source) from exc
+    if loaded is not None and not isinstance(loaded, dict):
+        raise ConfigError("top level must be a mapping", source=source)
+    return loaded or {}
 
 
 def parse_time_ms(value: str | int) -> int:
@@ -379,17 +430,7 @@ def load_settings(path: str | Path | None = None, *, overrides: Mapping[str, Any
     source = str(path) if path else "flags"
     data: dict[str, Any] = {}
     if path is not None:
-        try:
-            text = Path(path).read_text()
-        except OSError as exc:
-            raise ConfigError(f"cannot read config file: {exc.strerror}", source=source) from exc
-        try:
-            loaded = yaml.safe_load(interpolate(text, env, source=source))
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"invalid YAML: {exc}", source=source) from exc
-        if loaded is not None and not isinstance(loaded, dict):
-            raise ConfigError("top level must be a mapping", source=source)
-        data = loaded or {}
+        data = interpolate(_read_yaml(path), env, source=source)
     if overrides:
         data = _deep_merge(data, overrides)
     kafka = data.get("kafka") if isinstance(data.get("kafka"), dict) else None
@@ -429,6 +470,12 @@ def register_secret_resolver(scheme: str, resolver: SecretResolver) -> None:
     _SECRET_RESOLVERS[scheme] = resolver
 
 
+def reveal(secret: SecretStr) -> str:
+    """A secret's value; ``secretref:<scheme>:<ref>`` values are looked up (env:, file:, plug-ins)."""
+    value = secret.get_secret_value()
+    return resolve_secret(value[len("secretref:"):]) if value.startswith("secretref:") else value
+
+
 def resolve_secret(ref: str) -> str:
     """Resolve ``env:NAME``, ``file:/path`` or a registered ``scheme:rest`` reference."""
     scheme, _, rest = ref.partition(":")
@@ -456,15 +503,23 @@ def load_storage_config(path: str | Path | None = None, url: str | None = None,
         raise ConfigError("no storage: pass --storage URL or --config FILE")
     env = os.environ if env is None else env
     source = str(path)
-    try:
-        data = yaml.safe_load(interpolate(Path(path).read_text(), env, source=source)) or {}
-    except OSError as exc:
-        raise ConfigError(f"cannot read config file: {exc.strerror}", source=source) from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"invalid YAML: {exc}", source=source) from exc
-    if not isinstance(data, dict) or "storage" not in data:
+    data = _read_yaml(path)
+    if "storage" not in data:
         raise ConfigError("no storage section", source=source)
-    try:
-        return StorageConfig.model_validate(data["storage"])
+    try:  # only this section is interpolated: ls/verify need no Kafka secrets in the environment
+        return StorageConfig.model_validate(interpolate(data["storage"], env, source=source, field="storage"))
     except ValidationError as exc:
         raise _format_validation(exc, source, "storage") from exc
+
+
+def load_backup_config(path: str | Path | None, env: Mapping[str, str] | None = None) -> BackupConfig:
+    """Only the backup section (defaults without a file), e.g. for ``gc``'s grace period."""
+    if path is None:
+        return BackupConfig()
+    source = str(path)
+    section = _read_yaml(path).get("backup") or {}
+    try:
+        return BackupConfig.model_validate(interpolate(section, os.environ if env is None else env,
+                                                       source=source, field="backup"))
+    except ValidationError as exc:
+        raise _format_validation(exc, source, "backup") from exc

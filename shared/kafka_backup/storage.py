@@ -30,8 +30,8 @@ import obstore
 from obstore import exceptions as obx
 from obstore.store import AzureStore, GCSStore, HTTPStore, LocalStore, MemoryStore, S3Store
 
-from .config import StorageConfig, storage_from_url
-from .errors import ObjectExists, ObjectNotFound, PreconditionFailed, StorageError, StorageUnsupported
+from .config import StorageConfig, reveal, storage_from_url
+from .errors import ConfigError, ObjectExists, ObjectNotFound, PreconditionFailed, StorageError, StorageUnsupported
 
 _MEMORY_STORES: dict[str, MemoryStore] = {}
 _MEMORY_LOCK = threading.Lock()
@@ -66,6 +66,8 @@ def _translate(op: str, key: str | None, where: str) -> Iterator[None]:
         raise ObjectExists(f"{op}: {name} already exists", key=key) from exc
     except obx.PreconditionError as exc:
         raise PreconditionFailed(f"{op}: {name} changed since it was read", key=key) from exc
+    except obx.UnknownConfigurationKeyError as exc:
+        raise ConfigError(f"storage.options: {_first_line(exc)}", source="storage") from exc
     except (NotImplementedError, obx.NotSupportedError) as exc:
         raise StorageUnsupported(f"{op}: not supported by this backend ({where})", key=key) from exc
     except obx.PermissionDeniedError as exc:
@@ -261,6 +263,11 @@ def open_store(target: str | StorageConfig) -> Store:
         # collections are created (MKCOL) all the way from the server root.
         parts = urlsplit(cfg.http_url)
         origin = f"{parts.scheme}://{parts.netloc}/"
+        if cfg.username is not None:
+            import base64
+
+            token = base64.b64encode(f"{cfg.username}:{reveal(cfg.password) if cfg.password else ''}".encode())
+            client["default_headers"] = {"Authorization": f"Basic {token.decode()}"}
         prefix = "/".join(p for p in (parts.path.strip("/"), cfg.prefix.strip("/")) if p)
         return Store(HTTPStore.from_url(origin, client_options=client), prefix=prefix, display=display,
                      create_via_copy=True)
@@ -271,10 +278,10 @@ def _open_s3(cfg: StorageConfig, client: Any, extra: dict[str, Any]) -> S3Store:
     if cfg.region:
         s3["region"] = cfg.region
     if cfg.access_key is not None and cfg.secret_key is not None:
-        s3["access_key_id"] = cfg.access_key.get_secret_value()
-        s3["secret_access_key"] = cfg.secret_key.get_secret_value()
+        s3["access_key_id"] = reveal(cfg.access_key)
+        s3["secret_access_key"] = reveal(cfg.secret_key)
         if cfg.session_token is not None:
-            s3["session_token"] = cfg.session_token.get_secret_value()
+            s3["session_token"] = reveal(cfg.session_token)
     # path_style: true -> https://endpoint/bucket/key (MinIO, Ceph, LocalStack).
     # Otherwise virtual-hosted https://bucket.endpoint/key, the AWS default; object_store then
     # wants the bucket already in a custom endpoint, so put it there.
@@ -299,9 +306,9 @@ def _open_azure(cfg: StorageConfig, client: Any, extra: dict[str, Any]) -> Azure
     if cfg.account_name:
         az["account_name"] = cfg.account_name
     if cfg.account_key is not None:
-        az["account_key"] = cfg.account_key.get_secret_value()
+        az["account_key"] = reveal(cfg.account_key)
     if cfg.sas_token is not None:
-        az["sas_key"] = cfg.sas_token.get_secret_value()
+        az["sas_key"] = reveal(cfg.sas_token)
     if cfg.endpoint:
         az["endpoint"] = cfg.endpoint
     return AzureStore(cfg.container_name, client_options=client, **az)
