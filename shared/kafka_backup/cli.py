@@ -136,6 +136,8 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--dry-run", action="store_true", help="read and check everything, write nothing")
     r.add_argument("--groups", action="store_true", help="also translate and commit consumer-group offsets")
     r.add_argument("--no-create-topic", action="store_true", help="fail if the target topic is missing")
+    r.add_argument("--checkpoint-records", type=int, default=50_000, metavar="N",
+                   help="records per transaction and progress checkpoint (default 50000)")
     r.add_argument("--no-progress", action="store_true")
     return ap
 
@@ -282,12 +284,17 @@ def cmd_restore(args: argparse.Namespace) -> int:
     if target:
         overrides["kafka"] = {"bootstrap_servers": target}
     settings = load_settings(args.config, overrides=overrides)
+    try:
+        from_time = parse_time_ms(args.from_time) if args.from_time else None
+        to_time = parse_time_ms(args.to_time) if args.to_time else None
+    except ValueError as exc:
+        raise ConfigError(str(exc), source="flags", field="--from-time/--to-time") from None
     opts = RestoreOptions(
         topic=args.topic, to_topic=args.to_topic or args.topic, partition_map=pmap,
         from_offset=args.from_offset, to_offset=args.to_offset,
-        from_time=parse_time_ms(args.from_time) if args.from_time else None,
-        to_time=parse_time_ms(args.to_time) if args.to_time else None,
+        from_time=from_time, to_time=to_time,
         dry_run=args.dry_run, groups=args.groups, create_topic=not args.no_create_topic,
+        checkpoint_records=args.checkpoint_records,
     )
     progress = _Progress(sys.stderr, not args.no_progress and not args.json)
     result = run_restore(settings, opts, progress=progress)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import re
+import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -238,3 +239,34 @@ class Cluster:
         bad = {tp: err for tp, err in res.items() if getattr(err, "errno", 0) != 0}
         if bad:
             raise KafkaClientError(f"group {group_id}: offset commit failed for {bad}")
+
+
+def committed_offsets(cfg: KafkaConfig, topic: str, partition: int, start: int, end: int) -> list[int]:
+    """Offsets of the committed records in [start, end) of one partition (read_committed).
+
+    Used by a resuming restore to see exactly what an interrupted run committed after its last
+    checkpoint; aborted records and transaction markers are not counted.
+    """
+    from kafka import KafkaConsumer
+    from kafka import TopicPartition as KTP
+
+    if end <= start:
+        return []
+    tp = KTP(topic, partition)
+    out: list[int] = []
+    with translate("read back the target", topic, partition):
+        consumer = KafkaConsumer(**client_kwargs(cfg), group_id=None, enable_auto_commit=False,
+                                 isolation_level="read_committed", max_partition_fetch_bytes=8 << 20)
+        try:
+            consumer.assign([tp])
+            consumer.seek(tp, start)
+            deadline = time.monotonic() + cfg.request_timeout_seconds * 4
+            while consumer.position(tp) < end:
+                if time.monotonic() > deadline:
+                    raise KafkaClientError(f"could not read offsets {start}..{end} back in time",
+                                           topic=topic, partition=partition)
+                for records in consumer.poll(timeout_ms=500).values():
+                    out.extend(r.offset for r in records if r.offset < end)
+        finally:
+            consumer.close()
+    return out

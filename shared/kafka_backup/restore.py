@@ -6,17 +6,19 @@ partition into one target partition.  Records of aborted transactions and contro
 never produced.  Original offsets cannot be reproduced by Kafka; the source→target offset map is
 what ``--groups`` uses to move consumer groups to the same logical record.
 
-Resumability (the exact guarantee, also in ``docs/operations.md``): before producing into a
-target partition, a progress record is written to the backup store under
-``restores/<target-topic>/<restore-id>/<source-partition>.json`` holding the target partition's
-end offset.  After every segment the producer is flushed and the record is updated (next source
-offset, target end).  After a crash, the target's current end tells exactly how many records past
-the last checkpoint were acknowledged (the idempotent producer writes them in order, each once),
-so the re-run skips exactly that many and continues: no loss, no duplicate.  This holds while
-nothing else writes to the target partitions during the restore (the re-run checks the target's
-end is not below the checkpoint and refuses otherwise, also for partitions it finished).  A send
-the broker rejects stops the run without a checkpoint past it and marks the progress failed: the
-records after the checkpoint may then not be a prefix, so a re-run refuses rather than guess.
+Resumability (the exact guarantee, also in ``docs/operations.md``): records are produced in
+Kafka transactions of ``CHECKPOINT_RECORDS`` records (transactional id derived from the restore's
+arguments), and after each commit a progress record under
+``restores/<target-topic>/<restore-id>/<source-partition>.json`` stores the next source offset and
+the target's end.  A re-run with the same arguments first calls ``init_transactions()``, which
+fences the interrupted run's producer and aborts its open transaction, so nothing uncommitted can
+still land; then it reads back, with read_committed, what the target holds past the checkpoint
+(only a transaction committed just before the crash, before its checkpoint was written), skips
+exactly those source records and continues: no loss, no duplicate, even on multi-replica clusters
+and with requests still in flight at the crash.  A failed send aborts the open transaction, so the
+target always stays a clean prefix.  The one assumption: nothing else writes to the target
+partitions during the restore (a target that ends below the checkpoint is refused).  Offsets in
+the target are contiguous within a transaction; each commit marker takes one offset.
 
 Example::
 
@@ -34,8 +36,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from . import _failpoints
 from .catalog import PartitionChain, encode_topic, latest_json, list_partitions, now_iso
-from .cluster import Cluster, client_kwargs, translate
+from .cluster import Cluster, client_kwargs, committed_offsets, translate
 from .config import Settings
 from .errors import KafkaBackupError, KafkaClientError, ObjectNotFound, RestoreError
 from .segment import Record, SegmentReader
@@ -50,6 +53,23 @@ _PRODUCER_DEFAULTS: dict[str, Any] = {
     "acks": "all", "enable_idempotence": True, "linger_ms": 10, "batch_size": 1 << 20,
     "max_request_size": 16 << 20, "max_in_flight_requests_per_connection": 5,
 }
+
+
+CHECKPOINT_RECORDS = 50_000
+
+
+@dataclass
+class _Txn:
+    """The transaction being filled: which source records go to which target offsets."""
+
+    first_source: int | None
+    first_target: int
+    records: int = 0
+    last_source: int | None = None
+    next_target: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.next_target = self.first_target
 
 
 @dataclass(frozen=True)
@@ -71,6 +91,8 @@ class RestoreOptions:
     dry_run: bool = False
     groups: bool = False
     create_topic: bool = True
+    #: Records per transaction and progress checkpoint (what a crash can cost in re-work).
+    checkpoint_records: int = CHECKPOINT_RECORDS
 
     @property
     def target_topic(self) -> str:
@@ -268,11 +290,13 @@ class RestoreRun:
         rid = _restore_id(self.settings, self.opts, pmap)
         with Cluster(self.settings.kafka) as cluster:
             created = self._ensure_topic(cluster, pmap)
-            ends = {} if (self.opts.dry_run and created) else cluster.offsets(
-                [(self.opts.target_topic, d) for d in pmap.values()], "latest")
-            producer = None if self.opts.dry_run else self._producer(self._batch_bytes(cluster))
+            # The producer starts first: its init_transactions() fences a killed run's producer and
+            # aborts its open transaction, so the end offsets read next are final.
+            producer = None if self.opts.dry_run else self._producer(self._batch_bytes(cluster), rid)
             parts, translations = [], {}
             try:
+                ends = {} if (self.opts.dry_run and created) else cluster.offsets(
+                    [(self.opts.target_topic, d) for d in pmap.values()], "latest")
                 for src, dst in sorted(pmap.items()):
                     pr, tr = self._restore_partition(src, dst, rid, ends.get((self.opts.target_topic, dst), 0),
                                                      producer, wanted.get(src, set()))
@@ -301,20 +325,24 @@ class RestoreRun:
         except (KafkaClientError, KeyError, TypeError, ValueError):  # e.g. no DescribeConfigs permission
             return default
 
-    def _producer(self, batch_size: int) -> Any:
+    def _producer(self, batch_size: int, rid: str) -> Any:
         from kafka import KafkaProducer
 
         with translate("create producer"):  # ValueError: a bad setting, reported as such
-            return KafkaProducer(**client_kwargs(self.settings.kafka),
-                                 **(_PRODUCER_DEFAULTS | {"batch_size": batch_size}))
+            producer = KafkaProducer(**client_kwargs(self.settings.kafka),
+                                     transactional_id=f"kafka-backup-restore-{rid}",
+                                     **(_PRODUCER_DEFAULTS | {"batch_size": batch_size}))
+        with translate("initialise the restore's transactions (fences an interrupted run)"):
+            producer.init_transactions()
+        return producer
 
     def _progress_key(self, rid: str, src: int) -> str:
         return f"restores/{encode_topic(self.opts.target_topic)}/{rid}/{src}.json"
 
     def _restore_partition(self, src: int, dst: int, rid: str, target_end: int, producer: Any,
                            wanted: set[int]) -> tuple[PartitionRestore, dict[int, int]]:
-        """Restore one source partition; returns the result and {source offset: target offset}
-        for the group offsets in ``wanted``."""
+        """Restore one source partition in transactions of ``CHECKPOINT_RECORDS``; returns the
+        result and {source offset: target offset} for the group offsets in ``wanted``."""
         pr = PartitionRestore(src, dst)
         key = self._progress_key(rid, src)
         state: dict[str, Any] | None = None
@@ -324,20 +352,19 @@ class RestoreRun:
         if state is None:
             state = {"source_partition": src, "target_partition": dst, "target_topic": self.opts.target_topic,
                      "target_base": target_end, "target_end": target_end, "next_source_offset": None,
-                     "restored": 0, "translations": {}, "done": False, "started_at": now_iso()}
+                     "restored": 0, "transactions": [], "translations": {}, "done": False,
+                     "started_at": now_iso()}
             if not self.opts.dry_run:
                 self.store.put(key, json.dumps(state).encode())
-        if state.get("failed"):
-            raise RestoreError(f"an earlier run failed to produce into {self.opts.target_topic}[{dst}] "
-                               f"({state['failed']}); past target offset {state['target_end']} it may hold a "
-                               f"partial, non-contiguous copy, so the restore cannot resume into it: restore into "
-                               f"a new topic (or recreate this one and delete {key} from the backup store)")
         translations = {int(k): int(v) for k, v in state["translations"].items()}
         pr.target_start = state["target_base"]
-        skip = target_end - state["target_end"]
-        if skip < 0:  # checked for finished partitions too: "already complete" must not hide a lost target
+        if target_end < state["target_end"]:  # checked for finished partitions too
             raise RestoreError(f"target {self.opts.target_topic}[{dst}] ends at {target_end}, below the "
                                f"restore checkpoint {state['target_end']}: it was truncated or recreated")
+        # Records an interrupted run committed after its last checkpoint (it died between the
+        # transaction's commit and the progress write): read back, exactly, and skipped below.
+        already = [] if self.opts.dry_run or state["done"] else committed_offsets(
+            self.settings.kafka, self.opts.target_topic, dst, state["target_end"], target_end)
         resume_at = state["next_source_offset"]
         behind = sorted(o for o in wanted if o not in translations
                         and (state["done"] or (resume_at is not None and o < resume_at)))
@@ -346,79 +373,124 @@ class RestoreRun:
         if state["done"]:
             pr.already_done, pr.target_end = True, state["target_end"]
             return pr, translations
-        pr.resumed_skip = skip
-        next_target = state["target_end"]
+        pr.resumed_skip = len(already)
         rng = _Range(self.opts)
-        rng.started = rng.started or state["next_source_offset"] is not None  # resumed inside the range
+        rng.started = rng.started or resume_at is not None  # resumed inside the range
         pending_wanted = sorted(o for o in wanted if o not in translations)
-        start = state["next_source_offset"]
         topic = self.opts.target_topic
-        last_src: int | None = None
+        txn = _Txn(first_source=None, first_target=target_end)
         label = f"{self.opts.topic}[{src}]"
+        skipped = 0
         try:
-            for rec in self._records(src, start, rng):
+            for rec in self._records(src, resume_at, rng):
                 if not rng.accept(rec):
                     if rng.finished:
                         break
                     continue
-                while pending_wanted and pending_wanted[0] <= rec.offset:
-                    translations[pending_wanted.pop(0)] = next_target
-                last_src = rec.offset
                 if pr.first_source_offset is None:
                     pr.first_source_offset = rec.offset
                 pr.last_source_offset = rec.offset
-                if skip > 0:
-                    skip -= 1
-                    next_target += 1
+                if skipped < len(already):  # committed by the interrupted run
+                    while pending_wanted and pending_wanted[0] <= rec.offset:
+                        translations[pending_wanted.pop(0)] = already[skipped]
+                    if skipped == 0:
+                        state["transactions"].append([rec.offset, already[0]])
+                    skipped += 1
+                    state["next_source_offset"] = rec.offset + 1
                     continue
+                while pending_wanted and pending_wanted[0] <= rec.offset:
+                    translations[pending_wanted.pop(0)] = txn.next_target
                 if producer is not None:
-                    self._raise_send_errors(dst)
-                    with translate("produce", topic, dst):
-                        producer.send(topic, key=rec.key, value=rec.value, headers=list(rec.headers),
-                                      partition=dst, timestamp_ms=rec.timestamp).add_errback(self._send_errors.append)
-                next_target += 1
+                    if txn.first_source is None:
+                        with translate("begin transaction", topic, dst):
+                            producer.begin_transaction()
+                        txn.first_source = rec.offset
+                    self._send(producer, rec, src, dst)
+                txn.first_source = rec.offset if txn.first_source is None else txn.first_source
+                txn.next_target += 1
+                txn.records += 1
+                txn.last_source = rec.offset
                 pr.records += 1
-                if producer is not None and pr.records % 50_000 == 0:
-                    self._checkpoint(producer, key, state, last_src, next_target, translations, dst)
+                if txn.records >= self.opts.checkpoint_records:
+                    txn = self._commit(producer, key, state, txn, translations)
                 if self.progress and pr.records % 1000 == 0:
                     self.progress(label, rec.offset, -1)
             for o in pending_wanted:  # the group was at (or past) the end of what was restored
-                translations[o] = next_target
-            pr.target_end = next_target
-            if producer is not None:
-                self._checkpoint(producer, key, state, last_src, next_target, translations, dst, done=True)
-        except (KafkaClientError, RestoreError) as exc:
-            if producer is not None:
-                # Records after the last checkpoint may now be a non-prefix of the source (after a
-                # failed batch the producer bumps its epoch and sends what was queued): a re-run's
-                # "skip what the target holds" would be wrong, so it must refuse.  ``state`` still
-                # holds the last checkpoint.
-                state["failed"] = str(exc)
-                state["updated_at"] = now_iso()
-                with contextlib.suppress(KafkaBackupError):
-                    self.store.put(key, json.dumps(state).encode())
+                translations[o] = txn.next_target + (1 if txn.records and producer is not None else 0)
+            txn = self._commit(producer, key, state, txn, translations, done=True)
+            pr.target_end = txn.next_target
+        except BaseException:
+            if producer is not None and txn.first_source is not None:
+                # Nothing of the open transaction becomes visible: the target stays a clean prefix
+                # at the last checkpoint, and a re-run resumes from there.
+                with contextlib.suppress(Exception):
+                    producer.abort_transaction()
             raise
         return pr, translations
 
+    def _send(self, producer: Any, rec: Record, src: int, dst: int) -> None:
+        self._raise_send_errors(dst)
+        with translate("produce", self.opts.target_topic, dst):
+            try:
+                future = producer.send(self.opts.target_topic, key=rec.key, value=rec.value,
+                                       headers=list(rec.headers), partition=dst, timestamp_ms=rec.timestamp)
+            except (TypeError, ValueError) as exc:
+                # kafka-python refuses a null header value and a record whose key and value are
+                # both null, though the protocol allows both.
+                raise RestoreError(f"{self.opts.topic}[{src}] offset {rec.offset}: the Kafka client cannot "
+                                   f"produce this record ({exc})") from exc
+        future.add_errback(self._send_errors.append)
+
+    def _commit(self, producer: Any, key: str, state: dict[str, Any], txn: _Txn,
+                translations: dict[int, int], *, done: bool = False) -> _Txn:
+        """Commit the open transaction, then checkpoint; returns the next (empty) transaction."""
+        end = txn.next_target
+        if producer is not None and txn.records:
+            with translate("flush producer"):
+                producer.flush()
+            self._raise_send_errors(state["target_partition"])  # never commit past a failed record
+            with translate("commit transaction"):
+                producer.commit_transaction()
+            _failpoints.hit("restore-after-commit")
+            end += 1  # the commit marker takes one offset
+            state["transactions"].append([txn.first_source, txn.next_target - txn.records])
+        if producer is None:
+            return _Txn(first_source=None, first_target=end)
+        state["done"] = done
+        if txn.last_source is not None:
+            state["next_source_offset"] = txn.last_source + 1
+        state["target_end"] = end
+        state["restored"] = state.get("restored", 0) + txn.records
+        state["translations"] = {str(k): v for k, v in translations.items()}
+        state["updated_at"] = now_iso()
+        self.store.put(key, json.dumps(state).encode())
+        return _Txn(first_source=None, first_target=end)
+
     def _translate_restored(self, src: int, state: dict[str, Any], offsets: list[int]) -> dict[int, int]:
-        """Target offsets for source ``offsets`` that lie in what earlier runs already restored (below
-        ``next_source_offset``, or anywhere once done), by walking the source again without producing."""
-        limit, n = state["next_source_offset"], state["target_base"]
-        todo, out = list(offsets), {}
-        if limit is not None:
+        """Target offsets for source ``offsets`` that earlier runs already restored, from the
+        progress record's transactions (each maps a run of source records onto consecutive target
+        offsets) and a walk over the source without producing."""
+        txns = sorted((int(a), int(b)) for a, b in state.get("transactions", []))
+        out: dict[int, int] = {}
+        todo = list(offsets)
+        if txns:
             rng = _Range(self.opts)
-            for rec in self._records(src, None, rng):
-                if rec.offset >= limit or not todo:
-                    break
-                if not rng.accept(rec):
-                    if rng.finished:
-                        break
+            rng.started = True
+            bounds = [t[0] for t in txns[1:]] + [state["next_source_offset"] or 0]
+            for (first_src, first_tgt), limit in zip(txns, bounds, strict=True):
+                n = first_tgt
+                if not todo or todo[0] >= limit:
                     continue
-                while todo and todo[0] <= rec.offset:
-                    out[todo.pop(0)] = n
-                n += 1
-        for o in todo:  # past the last restored record (only for a finished partition): its end
-            out[o] = state["target_end"]
+                for rec in self._records(src, first_src, rng):
+                    if rec.offset >= limit or not todo:
+                        break
+                    if not rng.accept(rec):
+                        continue
+                    while todo and todo[0] <= rec.offset:
+                        out[todo.pop(0)] = n
+                    n += 1
+        for o in todo:  # before the first or after the last restored record
+            out[o] = state["target_base"] if txns and o < txns[0][0] else state["target_end"]
         return out
 
     def _raise_send_errors(self, dst: int) -> None:
@@ -426,19 +498,6 @@ class RestoreRun:
             exc = self._send_errors[0]
             raise RestoreError(f"failed to produce into {self.opts.target_topic}[{dst}]: "
                                f"{type(exc).__name__}: {exc}") from exc
-
-    def _checkpoint(self, producer: Any, key: str, state: dict[str, Any], last_src: int | None,
-                    next_target: int, translations: dict[int, int], dst: int, *, done: bool = False) -> None:
-        with translate("flush producer"):
-            producer.flush()
-        self._raise_send_errors(dst)  # never checkpoint past a record that was not written
-        state["done"] = done
-        if last_src is not None:
-            state["next_source_offset"] = last_src + 1
-        state["target_end"] = next_target
-        state["translations"] = {str(k): v for k, v in translations.items()}
-        state["updated_at"] = now_iso()
-        self.store.put(key, json.dumps(state).encode())
 
     def _groups(self, cluster: Cluster, groups_src: dict[str, dict[int, int]], pmap: dict[int, int],
                 translations: dict[int, dict[int, int]]) -> list[GroupRestore]:

@@ -134,7 +134,7 @@ def test_restore_reproduces_every_field(bootstrap_servers: str, make_topic: Any,
         src = consume_all(bootstrap_servers, plain, part)
         dst = consume_all(bootstrap_servers, f"{plain}-r", part)
         assert res.partitions[part].records == len(src) > 0
-        assert [r[0] for r in dst] == list(range(len(src))), "contiguous offsets: no markers, nothing aborted"
+        assert [r[0] for r in dst] == list(range(len(src))), "contiguous offsets in one transaction, nothing aborted"
         # Everything but the offset is identical: key, value (None vs b""), header order/duplicates/bytes,
         # CreateTime timestamps and their type.
         assert _content(dst) == _content(src), f"partition {part}"
@@ -309,7 +309,7 @@ def test_created_topic_has_backed_up_partitions_and_configs(bootstrap_servers: s
     assert dynamic(f"{source}-rw") == want
     assert _content(consume_all(bootstrap_servers, f"{source}-r", 1)) == \
         _content(consume_all(bootstrap_servers, source, 1))
-    assert _ends(admin, f"{source}-r", 3) == [0, 6010, 0]
+    assert _ends(admin, f"{source}-r", 3) == [0, 6010 + 1, 0], "6010 records and the transaction's commit marker"
 
 
 # ---------------------------------------------------------------------------- 5. kill -9, re-run
@@ -347,6 +347,7 @@ def test_kill_9_mid_restore_then_rerun_is_exact(bootstrap_servers: str, make_top
     time.sleep(1)
     killed_at = _ends(admin, target, 2)
     assert 50_000 < killed_at[0] < PER_PARTITION and killed_at[1] == 0, killed_at
+    assert len(consume_all(bootstrap_servers, target, 0)) == 50_000, "only the first transaction is visible"
     crashed_store = tmp_path / "crashed-copy"
     shutil.copytree(tmp_path / "backup", crashed_store)
 
@@ -356,23 +357,25 @@ def test_kill_9_mid_restore_then_rerun_is_exact(bootstrap_servers: str, make_top
     assert rerun.returncode == 0, rerun.stderr
     doc = json.loads(rerun.stdout)
     [g] = doc["groups"]
-    assert g["committed"] and g["offsets"] == {f"{target}:0": 10_000, f"{target}:1": 60_000}
+    # partition 1: the first transaction's 50,000 records, its commit marker, then source 50,000 on
+    assert g["committed"] and g["offsets"] == {f"{target}:0": 10_000, f"{target}:1": 60_001}
     committed = admin.list_group_offsets({group: None})[group]
-    assert {tp.partition: om.offset for tp, om in committed.items() if tp.topic == target} == {0: 10_000, 1: 60_000}
+    assert {tp.partition: om.offset for tp, om in committed.items() if tp.topic == target} == {0: 10_000, 1: 60_001}
     p0, p1 = doc["partitions"]
-    # The checkpoint said 50,000; the target's end told exactly how many more were already there.
-    assert p0["resumed_skip"] == killed_at[0] - 50_000
-    assert p0["records"] == PER_PARTITION - killed_at[0]
+    # The killed run's open transaction was aborted by the re-run's init_transactions(): the re-run
+    # resumes at the checkpoint (50,000) and nothing past it was committed.
+    assert p0["resumed_skip"] == 0
+    assert p0["records"] == PER_PARTITION - 50_000
     assert (p1["resumed_skip"], p1["records"]) == (0, PER_PARTITION)
-    assert _ends(admin, target, 2) == [PER_PARTITION, PER_PARTITION], "no loss, no duplicate"
     for part in range(2):
         assert _content(consume_all(bootstrap_servers, target, part)) == \
             _content(consume_all(bootstrap_servers, source, part)), f"partition {part}"
 
     # A re-run of the completed restore changes nothing.
+    ends = _ends(admin, target, 2)
     again = subprocess.run(argv, capture_output=True, text=True, timeout=120)
     assert again.returncode == 0 and json.loads(again.stdout)["records"] == 0
-    assert _ends(admin, target, 2) == [PER_PARTITION, PER_PARTITION]
+    assert _ends(admin, target, 2) == ends
 
     # The target recreated (empty) below the crashed run's checkpoint: the re-run refuses, writes nothing.
     _recreate_empty(admin, target, 2)
@@ -416,13 +419,12 @@ def test_records_the_target_rejects_fail_the_restore(bootstrap_servers: str, mak
     target = make_topic(1, {"message.timestamp.before.max.ms": "86400000"})
     with pytest.raises(KafkaBackupError, match=r"(?i)invalid"):
         _restore(bootstrap_servers, url, source, to_topic=target)
-    written = _ends(admin, target, 1)[0]
-    assert written < 12
-    # After a failed produce the records past the checkpoint need not be a prefix of the source
-    # (the producer bumps its epoch and sends what was queued), so a re-run refuses to guess.
-    with pytest.raises(RestoreError, match="failed to produce"):
+    # The open transaction was aborted: nothing of the failed attempt is visible, the target is
+    # still a clean prefix (empty), and a re-run tries again (and fails the same way here).
+    assert consume_all(bootstrap_servers, target, 0) == []
+    with pytest.raises(KafkaBackupError, match=r"(?i)invalid"):
         _restore(bootstrap_servers, url, source, to_topic=target)
-    assert _ends(admin, target, 1)[0] == written
+    assert consume_all(bootstrap_servers, target, 0) == []
 
     # A target whose max.message.bytes is below one of the records: the restore says so.
     small = make_topic(1, {"max.message.bytes": "20000"})
@@ -497,7 +499,7 @@ def test_groups_resume_at_the_same_logical_record(bootstrap_servers: str, make_t
     res2 = _restore(bootstrap_servers, url, source, to_topic=again_target, groups=True)
     assert res2.records == 0 and all(p.already_done for p in res2.partitions)
     assert {g.group: g.offsets for g in res2.groups} == {
-        moved: {f"{again_target}:0": 25, f"{again_target}:1": 29}, at_end: {f"{again_target}:0": 36},
+        moved: {f"{again_target}:0": 25, f"{again_target}:1": 29}, at_end: {f"{again_target}:0": 37},
         active: {f"{again_target}:0": 5}}
     assert res2.ok and all(g.committed for g in res2.groups)
 
@@ -507,10 +509,11 @@ def test_groups_resume_at_the_same_logical_record(bootstrap_servers: str, make_t
     assert by_id[active].error and "active members" in by_id[active].error and not by_id[active].committed
     assert by_id[moved].committed and by_id[moved].error is None
     assert by_id[at_end].committed and by_id[at_end].error is None
-    # the translation is not the identity: the target has no markers and no aborted records
+    # the translation is not the identity: the target has no aborted records and only one marker,
+    # after the restore's single transaction
     assert by_id[moved].offsets == {f"{target}:0": 25, f"{target}:1": 29}
     assert by_id[moved].source_offsets == {f"{source}:0": 26, f"{source}:1": 33}
-    assert by_id[at_end].offsets == {f"{target}:0": 36}
+    assert by_id[at_end].offsets == {f"{target}:0": 37}
 
     def source_next(part: int, offset: int) -> Row | None:
         return next((r for r in src[part] if r[0] >= offset), None)
@@ -524,7 +527,7 @@ def test_groups_resume_at_the_same_logical_record(bootstrap_servers: str, make_t
         assert first[1:] == expected[1:], f"partition {part}: same key, value, headers, timestamp"
     assert got[0][1] is not None and got[0][1][4] == b"committed", "skipped the aborted record"
     end_got = _group_positions(bootstrap_servers, at_end, target, 1)
-    assert end_got[0] == (36, None), "a caught-up group stays caught up"
+    assert end_got[0] == (37, None), "a caught-up group stays caught up (past the commit marker)"
     # the active group's offsets on the target were not touched
     c = KafkaConsumer(bootstrap_servers=bootstrap_servers, group_id=active, enable_auto_commit=False)
     try:
@@ -592,3 +595,27 @@ def test_cli_dry_run_json_and_unknown_topic(bootstrap_servers: str, make_topic: 
     assert f"no backup of topic {missing!r}" in bad.stderr
     assert "Traceback" not in bad.stderr
     assert not _topic_exists(admin, target)
+
+
+def test_crash_between_commit_and_checkpoint_is_read_back(bootstrap_servers: str, make_topic: Any,
+                                                          tmp_path: Path) -> None:
+    """Killed after a transaction committed but before its progress record was written: the re-run
+    finds those records in the target (read_committed) and skips exactly them."""
+    source = make_topic(1)
+    with KafkaProducer(bootstrap_servers=bootstrap_servers, linger_ms=5) as p:
+        for i in range(3000):
+            p.send(source, key=b"%d" % i, value=b"v%d" % i, partition=0)
+    url = _url(tmp_path)
+    _backup_until_complete(bootstrap_servers, url, [source])
+    target = f"{source}-r"
+    argv = [sys.executable, "-m", "kafka_backup.cli", "restore", "-s", url, "-b", bootstrap_servers,
+            "-t", source, "--to-topic", target, "--no-progress", "--json", "--checkpoint-records", "1000"]
+    crashed = subprocess.run(argv, capture_output=True, text=True, timeout=120,
+                             env={**os.environ, "KAFKA_BACKUP_FAILPOINT": "restore-after-commit@2"})
+    assert crashed.returncode == -signal.SIGKILL, crashed.stderr
+    assert len(consume_all(bootstrap_servers, target, 0)) == 2000, "two transactions committed, one checkpointed"
+    rerun = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    assert rerun.returncode == 0, rerun.stderr
+    [p0] = json.loads(rerun.stdout)["partitions"]
+    assert (p0["resumed_skip"], p0["records"]) == (1000, 1000)
+    assert _content(consume_all(bootstrap_servers, target, 0)) == _content(consume_all(bootstrap_servers, source, 0))
