@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import re
 import threading
 import uuid
 from collections.abc import Iterable, Iterator
@@ -80,9 +81,14 @@ def _translate(op: str, key: str | None, where: str) -> Iterator[None]:
         raise StorageError(f"{op} {name}: {exc}", key=key) from exc
 
 
+_SECRET_PARAM = re.compile(r"(?i)([?&](?:sig|X-Amz-Signature|X-Amz-Credential|X-Amz-Security-Token|"
+                           r"access_token|token|code)=)[^&\s\"']+")
+
+
 def _first_line(exc: BaseException) -> str:
+    """The first line of a library error, with signed-URL secrets (SAS ``sig``, presign) masked."""
     text = str(exc).strip().splitlines()
-    return text[0][:500] if text else type(exc).__name__
+    return _SECRET_PARAM.sub(r"\1***", text[0][:500]) if text else type(exc).__name__
 
 
 class Store:

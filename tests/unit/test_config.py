@@ -142,3 +142,10 @@ def test_secret_references(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     assert resolve_secret("vault:kafka/pw") == "from-vault:kafka/pw"
     with pytest.raises(ConfigError, match="no resolver"):
         resolve_secret("nope:x")
+
+
+def test_storage_errors_mask_signed_url_secrets() -> None:
+    from kafka_backup.storage import _first_line
+
+    text = _first_line(RuntimeError("GET https://a.blob.core.windows.net/c/k?sv=1&sig=S3CR3T&se=2 failed: 403"))
+    assert "S3CR3T" not in text and "sig=***" in text
