@@ -33,7 +33,7 @@ demo: install
 	$(BIN)/python -m dev.demo
 
 lint: install
-	$(BIN)/ruff check shared functions tests dev bench
+	$(BIN)/ruff check .
 	$(BIN)/mypy
 
 test-unit: install
