@@ -9,6 +9,7 @@ only a broker can show those.  Each test uses its own topic, so tests are indepe
 from __future__ import annotations
 
 import random
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -170,6 +171,12 @@ def test_transactions_aborted_list_lso_and_control_batches(raw: RawKafka, admin:
             else:
                 producer.abort_transaction()
 
+        # The coordinator writes commit/abort markers after EndTxn returns: wait for the last one.
+        last_marker = offsets["committed2"][-1] + 1
+        deadline = time.monotonic() + 30
+        while raw.fetch({(topic, 0): 0}, max_wait_ms=10)[(topic, 0)].last_stable_offset <= last_marker:
+            assert time.monotonic() < deadline, "the last commit marker never landed"
+            time.sleep(0.05)
         results, headers, end = fetch_all(raw, topic)
         control = [h for h in headers if h.is_control]
         assert len(control) == 3 and all(h.is_transactional for h in headers)
