@@ -31,13 +31,13 @@ import time
 import uuid
 import zlib
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from . import _failpoints
 from ._batches import BatchFormatError, BatchHeader, scan
-from ._kafka_raw import RawKafka
+from ._kafka_raw import FetchedPartition, RawKafka
 from .catalog import CommitRecord, Head, PartitionChain, encode_topic, now_iso, utc_stamp, write_json
 from .cluster import Cluster, TopicInfo, client_kwargs
 from .config import Settings
@@ -49,13 +49,14 @@ from .errors import (
     StorageError,
 )
 from .segment import SegmentWriter
-from .storage import Store, open_store
+from .storage import MULTIPART_CHUNK, Store, open_store
 
 log = logging.getLogger("kafka_backup.backup")
 
 StopReason = Literal["complete", "deadline", "max_seconds", "max_records", "max_bytes"]
 PartitionStatus = Literal["complete", "partial", "error"]
 _EMPTY_FETCHES_BEFORE_GIVING_UP = 3
+_MAX_PREFETCHED_PARTITIONS = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,6 +228,7 @@ class _Job:
     gaps: list[Gap] = field(default_factory=list)
     error: str | None = None
     leftover: _Chunk | None = None  # fetched batches that did not fit the last segment
+    prefetch: tuple[int, Future[FetchedPartition]] | None = None  # the next fetch, already in flight
     committed: int | None = None  # the chain end known to be committed (what the hint may say)
 
 
@@ -249,6 +251,9 @@ class BackupRun:
         self.budget = _Budget(settings, deadline_s)
         self.progress = progress
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="kb-zstd")
+        # Fetches run one ahead of packing: the broker round trip overlaps CRC checks, compression
+        # and uploads (kafka-python's IO thread does the socket work either way).
+        self._fetcher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kb-fetch")
 
     def run(self) -> RunResult:
         started = now_iso()
@@ -262,6 +267,7 @@ class BackupRun:
                 jobs = self._plan(cluster, topics)
                 stop = self._loop(cluster, raw, jobs)
         finally:
+            self._fetcher.shutdown(wait=True, cancel_futures=True)
             self._pool.shutdown(wait=True)
         result = RunResult(
             run_id=self.run_id, started_at=started, finished_at=now_iso(),
@@ -321,6 +327,7 @@ class BackupRun:
             active = [j for j in jobs if not j.done]
             if not active:
                 return "complete"
+            keep_prefetch = len(active) <= _MAX_PREFETCHED_PARTITIONS  # each holds one fetch response
             for job in active:
                 reason = self.budget.exhausted()
                 if reason is not None:
@@ -332,6 +339,8 @@ class BackupRun:
                 except KafkaBackupError as exc:
                     log.error("%s[%d]: %s", job.topic, job.partition, exc)
                     job.error, job.done = str(exc), True
+                if job.done or not keep_prefetch:
+                    job.prefetch = None
                 if job.done:
                     self._write_head(job)
 
@@ -390,8 +399,8 @@ class BackupRun:
         """One fetch at ``pos``: the batches below the target, a retention gap's end, or None
         when the broker had nothing (yet) although the range is not done."""
         tp = (job.topic, job.partition)
-        fetched = raw.fetch({tp: pos}, max_bytes=self.cfg.fetch_max_bytes,
-                            partition_max_bytes=self.cfg.partition_fetch_max_bytes)[tp]
+        ahead, job.prefetch = job.prefetch, None
+        fetched = ahead[1].result() if ahead is not None and ahead[0] == pos else self._raw_fetch(raw, tp, pos)
         log_start = fetched.log_start_offset
         if fetched.out_of_range:
             log_start = cluster.offsets([tp], "earliest")[tp]
@@ -406,7 +415,14 @@ class BackupRun:
             headers = [h for h in scan(fetched.records) if h.base_offset < job.target]
         except BatchFormatError as exc:
             raise CorruptSegmentError(f"broker returned a bad batch at offset {pos}: {exc}") from exc
+        if headers and headers[-1].next_offset < job.target and self.budget.exhausted() is None:
+            nxt = headers[-1].next_offset
+            job.prefetch = (nxt, self._fetcher.submit(self._raw_fetch, raw, tp, nxt))
         return _Chunk(fetched.records, headers, fetched.aborted_transactions)
+
+    def _raw_fetch(self, raw: RawKafka, tp: tuple[str, int], pos: int) -> FetchedPartition:
+        return raw.fetch({tp: pos}, max_bytes=self.cfg.fetch_max_bytes,
+                         partition_max_bytes=self.cfg.partition_fetch_max_bytes)[tp]
 
     def _fit(self, headers: list[BatchHeader], segment_bytes: int) -> int:
         """How many of ``headers`` fit the segment size and the run's record/byte budgets (at least
@@ -431,14 +447,15 @@ class BackupRun:
         key = job.chain.segment_key(job.pos, end, self.run_id)
         _failpoints.hit("before-upload")
         if _failpoints.armed("during-upload"):
-            self.store.put(key, data.payload[: len(data.payload) // 2])
+            self.store.put(key, data.payload[: data.size // 2])
             _failpoints.hit("during-upload")
-        self.store.put(key, data.payload)
+        size = data.size
+        self.store.put(key, iter(data.parts) if size > MULTIPART_CHUNK else data.payload)
         _failpoints.hit("after-upload")
         f = data.footer
         rec = CommitRecord(
             kind="segment", topic=job.topic, partition=job.partition, start=job.pos, end=end, run_id=self.run_id,
-            committed_at=now_iso(), segment=key[len(job.chain.base) + 1 :], size=len(data.payload),
+            committed_at=now_iso(), segment=key[len(job.chain.base) + 1 :], size=size,
             sha256=data.sha256, records=f.record_count, batches=f.batch_count, raw_bytes=f.raw_bytes,
             min_timestamp=f.min_timestamp, max_timestamp=f.max_timestamp,
         )
@@ -447,7 +464,7 @@ class BackupRun:
             job.records += f.record_count
             job.batches += f.batch_count
             job.raw_bytes += f.raw_bytes
-            job.stored_bytes += len(data.payload)
+            job.stored_bytes += size
             job.segments += 1
             job.pos = job.committed = end
             log.debug("%s[%d]: committed [%d, %d)", job.topic, job.partition, rec.start, end)
@@ -470,7 +487,7 @@ class BackupRun:
     def _lost_race(self, job: _Job, orphan: str | None) -> None:
         """Another run committed this start first: drop our copy and continue after the winner."""
         job.conflicts += 1
-        job.leftover = None
+        job.leftover = job.prefetch = None
         if orphan is not None:
             self.store.delete(orphan)
         end = job.chain.find_end()

@@ -33,7 +33,7 @@ from .errors import ConfigError
 
 DEFAULT_SEGMENT_MAX_BYTES = 64 << 20
 DEFAULT_FETCH_MAX_BYTES = 16 << 20
-DEFAULT_PARTITION_FETCH_MAX_BYTES = 8 << 20
+DEFAULT_PARTITION_FETCH_MAX_BYTES = 4 << 20  # larger costs memory and, in kafka-python, speed
 DEFAULT_ZSTD_LEVEL = 3
 
 Backend = Literal["s3", "azure", "gcs", "filesystem", "memory", "http"]

@@ -123,11 +123,20 @@ class SegmentFooter:
 
 @dataclass(frozen=True, slots=True)
 class SegmentData:
-    """A finished segment, ready to upload."""
+    """A finished segment, ready to upload: its parts in order (not joined, so uploading never
+    needs a second copy of the segment in memory)."""
 
-    payload: bytes
+    parts: tuple[bytes | bytearray, ...]
     footer: SegmentFooter
-    sha256: str  # of the whole object (payload), recorded in the commit record
+    sha256: str  # of the whole object, recorded in the commit record
+
+    @property
+    def size(self) -> int:
+        return sum(len(p) for p in self.parts)
+
+    @property
+    def payload(self) -> bytes:
+        return b"".join(self.parts)
 
 
 @dataclass(slots=True)
@@ -148,7 +157,7 @@ def _records_from(batch: bytes, start: int) -> int:
     return sum(1 for r in DefaultRecordBatch(batch) if r.offset >= start)
 
 
-def _compress(level: int, data: bytes) -> bytes:
+def _compress(level: int, data: bytes | bytearray) -> bytes:
     return zstandard.ZstdCompressor(level=level, write_content_size=True).compress(data)
 
 
@@ -171,7 +180,9 @@ class SegmentWriter:
         self._block_raw_bytes = block_raw_bytes
         self._executor = executor
         self._pending = _Pending()
-        self._blocks: list[tuple[_Pending, Future[bytes] | bytes]] = []
+        # Sealed blocks: their index fields (raw bytes already released) and stored bytes or the
+        # compression still running for them.
+        self._blocks: list[tuple[tuple[int, str, int, int, int, int, int], Future[bytes] | bytes | bytearray]] = []
         self._aborted: dict[tuple[int, int], None] = {}
         self.records = 0
         self.batches = 0
@@ -225,15 +236,17 @@ class SegmentWriter:
         p = self._pending
         if not p.batches:
             return
-        data = bytes(p.raw)
-        stored: Future[bytes] | bytes
+        # No copies: a producer-compressed block is stored as accumulated, and zstd reads the
+        # bytearray directly (it is never touched again once sealed).
+        stored: Future[bytes] | bytes | bytearray
         if p.codec == CODEC_NONE:
-            stored = data
+            stored = p.raw
         elif self._executor is not None:
-            stored = self._executor.submit(_compress, self._level, data)
+            stored = self._executor.submit(_compress, self._level, p.raw)
         else:
-            stored = _compress(self._level, data)
-        self._blocks.append((p, stored))
+            stored = _compress(self._level, p.raw)
+        meta = (len(p.raw), p.codec, p.first_offset, p.next_offset, p.max_timestamp, p.batches, p.records)
+        self._blocks.append((meta, stored))
         self._pending = _Pending()
 
     def finish(self, end_offset: int | None = None) -> SegmentData:
@@ -243,26 +256,31 @@ class SegmentWriter:
         end = self.next_offset if end_offset is None else end_offset
         if end < self.next_offset:
             raise ValueError(f"end_offset {end} is before the last batch's next offset {self.next_offset}")
-        out = bytearray(MAGIC)
+        parts: list[bytes | bytearray] = [MAGIC]
+        content = hashlib.sha256(MAGIC)
+        position = len(MAGIC)
         blocks: list[Block] = []
-        for p, stored in self._blocks:
+        for (raw_size, codec, first, nxt, max_ts, batches, records), stored in self._blocks:
             data = stored.result() if isinstance(stored, Future) else stored
-            blocks.append(Block(len(out), len(data), len(p.raw), p.codec, p.first_offset, p.next_offset,
-                                p.max_timestamp, p.batches, p.records, _crc32c.crc32c(data)))
-            out += data
+            blocks.append(Block(position, len(data), raw_size, codec, first, nxt, max_ts, batches, records,
+                                _crc32c.crc32c(data)))
+            content.update(data)
+            parts.append(data)
+            position += len(data)
         self._blocks.clear()
         footer = SegmentFooter(
             topic=self.topic, partition=self.partition, start_offset=self.start_offset, end_offset=end,
             min_timestamp=self._min_ts, max_timestamp=self._max_ts, record_count=self.records,
             batch_count=self.batches, raw_bytes=self.raw_bytes,
             aborted_transactions=tuple(sorted(self._aborted, key=lambda a: (a[1], a[0]))),
-            blocks=tuple(blocks), content_sha256=hashlib.sha256(out).hexdigest(), run_id=self.run_id,
+            blocks=tuple(blocks), content_sha256=content.hexdigest(), run_id=self.run_id,
         )
         fj = footer.to_json()
-        out += fj
-        out += TRAILER.pack(len(fj), _crc32c.crc32c(fj), END_MAGIC)
-        payload = bytes(out)
-        return SegmentData(payload, footer, hashlib.sha256(payload).hexdigest())
+        tail = fj + TRAILER.pack(len(fj), _crc32c.crc32c(fj), END_MAGIC)
+        whole = content.copy()  # the object hash continues the content hash: one pass over the data
+        whole.update(tail)
+        parts.append(tail)
+        return SegmentData(tuple(parts), footer, whole.hexdigest())
 
 
 # ------------------------------------------------------------------------------------------- reading
