@@ -429,16 +429,23 @@ class RestoreRun:
         return pr, translations
 
     def _send(self, producer: Any, rec: Record, src: int, dst: int) -> None:
-        self._raise_send_errors(dst)
-        with translate("produce", self.opts.target_topic, dst):
-            try:
-                future = producer.send(self.opts.target_topic, key=rec.key, value=rec.value,
-                                       headers=list(rec.headers), partition=dst, timestamp_ms=rec.timestamp)
-            except (TypeError, ValueError) as exc:
-                # kafka-python refuses a null header value and a record whose key and value are
-                # both null, though the protocol allows both.
-                raise RestoreError(f"{self.opts.topic}[{src}] offset {rec.offset}: the Kafka client cannot "
-                                   f"produce this record ({exc})") from exc
+        """The per-record hot path: plain try/except rather than a context manager (~10 % of a
+        restore's CPU when every record went through one)."""
+        from kafka.errors import KafkaError
+
+        if self._send_errors:
+            self._raise_send_errors(dst)
+        try:
+            future = producer.send(self.opts.target_topic, key=rec.key, value=rec.value, headers=list(rec.headers),
+                                   partition=dst, timestamp_ms=rec.timestamp)
+        except KafkaError as exc:
+            raise KafkaClientError(f"produce: {type(exc).__name__}: {exc}", topic=self.opts.target_topic,
+                                   partition=dst) from exc
+        except (TypeError, ValueError) as exc:
+            # kafka-python refuses a null header value and a record whose key and value are both
+            # null, though the protocol allows both.
+            raise RestoreError(f"{self.opts.topic}[{src}] offset {rec.offset}: the Kafka client cannot "
+                               f"produce this record ({exc})") from exc
         future.add_errback(self._send_errors.append)
 
     def _commit(self, producer: Any, key: str, state: dict[str, Any], txn: _Txn,
