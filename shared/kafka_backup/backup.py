@@ -57,6 +57,7 @@ StopReason = Literal["complete", "deadline", "max_seconds", "max_records", "max_
 PartitionStatus = Literal["complete", "partial", "error"]
 _EMPTY_FETCHES_BEFORE_GIVING_UP = 3
 _MAX_PREFETCHED_PARTITIONS = 8
+_STORE_CONCURRENCY = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -284,17 +285,35 @@ class BackupRun:
         tps = [(t, p) for t, info in topics.items() for p in range(info.partitions)
                if shard.count == 1 or shard_of(t, p, shard.count) == shard.index]
         targets = cluster.offsets(tps, "latest")
+
+        def read_chain(tp: tuple[str, int]) -> tuple[Head | None, int | None, int | None] | KafkaBackupError:
+            chain = PartitionChain(self.store, *tp)
+            try:
+                head, end = chain.read_head(), chain.find_end()
+                return head, end, (chain.read_anchor() if end is None else None)
+            except KafkaBackupError as exc:
+                return exc
+
+        # Object-store round trips dominate planning with many partitions: run them concurrently.
+        with ThreadPoolExecutor(max_workers=_STORE_CONCURRENCY, thread_name_prefix="kb-plan") as pool:
+            chains = list(pool.map(read_chain, tps))
         jobs = []
-        for t, p in tps:
+        for (t, p), found in zip(tps, chains, strict=True):
             chain = PartitionChain(self.store, t, p)
             job = _Job(t, p, chain, targets[(t, p)])
             try:
-                head = chain.read_head()
-                end = chain.find_end()
+                if isinstance(found, KafkaBackupError):
+                    raise found
+                head, end, anchor = found
                 job.before = end
                 job.sweep_from = head.sweep_from if head else (end or 0)
                 job.committed = end
-                job.pos = end if end is not None else chain.anchor(self._initial(cluster, t, p, job.target))
+                if end is not None:
+                    job.pos = end
+                elif anchor is not None:
+                    job.pos = anchor
+                else:
+                    job.pos = chain.anchor(self._initial(cluster, t, p, job.target))
                 if job.pos > job.target:
                     # Legitimate only while a transaction is open above a recorded gap; past the high
                     # watermark it means the partition's log was replaced.
@@ -320,9 +339,8 @@ class BackupRun:
 
     # the loop --------------------------------------------------------------------------------
     def _loop(self, cluster: Cluster, raw: RawKafka, jobs: list[_Job]) -> StopReason:
-        for job in jobs:
-            if not job.done:
-                self._sweep_orphans(job)
+        with ThreadPoolExecutor(max_workers=_STORE_CONCURRENCY, thread_name_prefix="kb-sweep") as pool:
+            list(pool.map(self._sweep_orphans, [j for j in jobs if not j.done]))
         while True:
             active = [j for j in jobs if not j.done]
             if not active:
