@@ -142,6 +142,11 @@ def _parser() -> argparse.ArgumentParser:
     return ap
 
 
+def _exit_code(ok: bool, gaps: bool) -> int:
+    """Failures outrank gaps: a gap is loss that already happened and was recorded."""
+    return EXIT_FAILED if not ok else (EXIT_GAPS if gaps else EXIT_OK)
+
+
 def _storage(args: argparse.Namespace) -> Any:
     from .storage import open_store
 
@@ -197,9 +202,7 @@ def cmd_backup(args: argparse.Namespace) -> int:
         print(f"total: {result.records} records, {human_bytes(result.raw_bytes)} read, "
               f"{human_bytes(result.stored_bytes)} stored, {result.segments} segments, lag {result.lag}, "
               f"gaps {result.gap_offsets}, {result.duration_seconds:.1f}s, stopped: {result.stop_reason}")
-    if not result.ok:
-        return EXIT_FAILED
-    return EXIT_GAPS if result.gaps else EXIT_OK
+    return _exit_code(result.ok, bool(result.gaps))
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
@@ -243,9 +246,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         print(f"{'OK' if rep.ok else 'FAILED'}: {rep.segments_checked} segments, "
               f"{human_bytes(rep.bytes_checked)} checked in {len(rep.partitions)} partitions, "
               f"{len(rep.problems)} problems, {rep.gap_offsets} gap offsets, {len(rep.orphans)} orphan segments")
-    if not rep.ok:
-        return EXIT_FAILED
-    return EXIT_GAPS if rep.gap_offsets else EXIT_OK
+    return _exit_code(rep.ok, bool(rep.gap_offsets))
 
 
 def cmd_gc(args: argparse.Namespace) -> int:
