@@ -149,3 +149,16 @@ def test_storage_errors_mask_signed_url_secrets() -> None:
 
     text = _first_line(RuntimeError("GET https://a.blob.core.windows.net/c/k?sv=1&sig=S3CR3T&se=2 failed: 403"))
     assert "S3CR3T" not in text and "sig=***" in text
+
+
+def test_webdav_credentials_move_out_of_the_url() -> None:
+    import base64
+
+    from kafka_backup.storage import open_store
+
+    cfg = storage_from_url("https://backup:pa%40ss@dav.example.com/remote.php/dav/")
+    assert cfg.http_url == "https://dav.example.com/remote.php/dav/" and cfg.username == "backup"
+    assert "pa@ss" not in repr(cfg) and "pa@ss" not in cfg.display()
+    store = open_store(cfg)
+    headers = store._inner.client_options["default_headers"]
+    assert headers["Authorization"] == "Basic " + base64.b64encode(b"backup:pa@ss").decode()
