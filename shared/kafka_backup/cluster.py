@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import logging
 import re
 import time
 from collections.abc import Iterable, Iterator, Mapping
@@ -21,8 +22,33 @@ from .errors import ConfigError, KafkaClientError
 TopicPartition = tuple[str, int]
 
 
+_SECRET_KEYS = ("sasl_plain_password", "ssl_password", "sasl_oauth_token_provider")
+
+
+class _RedactSecrets(logging.Filter):
+    """kafka-python logs its whole configuration at DEBUG (passwords included): mask them."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        def mask(a: Any) -> Any:
+            return {k: ("***" if k in _SECRET_KEYS and v else v) for k, v in a.items()} if isinstance(a, dict) else a
+
+        if isinstance(record.args, dict):  # logging unwraps a lone dict argument
+            record.args = mask(record.args)
+        elif isinstance(record.args, tuple):
+            record.args = tuple(mask(a) for a in record.args)
+        return True
+
+
+def _guard_library_logs() -> None:
+    for name in ("kafka", "kafka.admin.client"):
+        lg = logging.getLogger(name)
+        if not any(isinstance(f, _RedactSecrets) for f in lg.filters):
+            lg.addFilter(_RedactSecrets())
+
+
 def client_kwargs(cfg: KafkaConfig) -> dict[str, Any]:
     """kafka-python connection settings (shared by admin, consumer, producer and raw fetch)."""
+    _guard_library_logs()
     kw: dict[str, Any] = {
         "bootstrap_servers": list(cfg.bootstrap_servers),
         "client_id": cfg.client_id,

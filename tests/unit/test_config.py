@@ -164,3 +164,18 @@ def test_webdav_credentials_move_out_of_the_url() -> None:
     value = headers["authorization"]
     assert (value.decode() if isinstance(value, bytes) else value) == \
         "Basic " + base64.b64encode(b"backup:pa@ss").decode()
+
+
+def test_kafka_client_debug_logs_never_show_the_password(caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    from kafka_backup.cluster import client_kwargs
+    from kafka_backup.config import KafkaConfig
+
+    cfg = KafkaConfig.model_validate({"bootstrap_servers": "h:1", "security_protocol": "SASL_SSL",
+                                      "sasl": {"mechanism": "PLAIN", "username": "u", "password": "hunter2"}})
+    kw = client_kwargs(cfg)
+    assert kw["sasl_plain_password"] == "hunter2"
+    with caplog.at_level(logging.DEBUG, logger="kafka.admin.client"):
+        logging.getLogger("kafka.admin.client").debug("Starting KafkaAdminClient with configuration: %s", kw)
+    assert "hunter2" not in caplog.text and "***" in caplog.text
