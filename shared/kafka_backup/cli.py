@@ -59,7 +59,6 @@ class _Progress:
         self.stream = stream
         self.enabled = enabled and stream.isatty()
         self._last = 0.0
-        self._t0 = time.monotonic()
 
     def __call__(self, label: str, pos: int, target: int) -> None:
         if not self.enabled or time.monotonic() - self._last < 0.1:

@@ -187,7 +187,6 @@ class SegmentWriter:
         self.records = 0
         self.batches = 0
         self.raw_bytes = 0
-        self.stored_estimate = 0
         self._min_ts: int | None = None
         self._max_ts: int | None = None
 
@@ -224,7 +223,6 @@ class SegmentWriter:
                     self._max_ts = ts_max if self._max_ts is None else max(self._max_ts, ts_max)
             self.batches += 1
             self.raw_bytes += h.size
-            self.stored_estimate += h.size if codec == CODEC_NONE else h.size // 3
             self.next_offset = h.next_offset
 
     def add_aborted(self, aborted: Iterable[tuple[int, int]]) -> None:
