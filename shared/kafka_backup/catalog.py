@@ -242,9 +242,14 @@ class PartitionChain:
             return False
         return True
 
-    def uncommitted_segments(self, from_start: int) -> Iterator[tuple[str, int, int, datetime]]:
-        """Segments with start >= ``from_start`` that no commit record names: (key, start, end, mtime)."""
-        names: dict[int, str | None] = {}
+    def uncommitted_segments(self, from_start: int, *, known: dict[int, str | None] | None = None,
+                             ) -> Iterator[tuple[str, int, int, datetime]]:
+        """Segments with start >= ``from_start`` that no commit record names: (key, start, end, mtime).
+
+        ``known`` maps starts already read (e.g. by a chain walk) to their committed segment key,
+        saving a commit-record read per segment.
+        """
+        names: dict[int, str | None] = dict(known or {})
         after = f"{self.base}/segments/{offset_key(from_start - 1)}" if from_start > 0 else None
         for info in self.store.list(f"{self.base}/segments", start_after=after):
             m = _SEGMENT_RE.search(info.key)

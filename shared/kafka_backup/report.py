@@ -108,9 +108,9 @@ def verify(store: Store, topics: Iterable[str] | None = None) -> VerifyReport:
         report.partitions.append(s)
         try:
             starts = chain.commit_starts()
-            walked: set[int] = set()
+            walked: dict[int, str | None] = {}  # start -> committed segment key
             for rec in chain.walk():
-                walked.add(rec.start)
+                walked[rec.start] = f"{chain.base}/{rec.segment}" if rec.segment else None
                 _account(s, rec)
                 if rec.kind != "segment" or rec.segment is None:
                     continue
@@ -125,7 +125,7 @@ def verify(store: Store, topics: Iterable[str] | None = None) -> VerifyReport:
                     report.problems.append(Problem(chain.commit_key(start),
                                                    "commit record is not reachable from the chain's first record "
                                                    "(hole or overlap in the chain)"))
-            report.orphans.extend(k for k, *_ in chain.uncommitted_segments(0))
+            report.orphans.extend(k for k, *_ in chain.uncommitted_segments(0, known=walked))
         except KafkaBackupError as exc:
             report.problems.append(Problem(chain.base, str(exc)))
     return report
