@@ -3,12 +3,17 @@
 Set ``KAFKA_BACKUP_FAILPOINT=<name>`` (optionally ``<name>@<n>`` to crash on the n-th hit) and
 the process sends itself SIGKILL there: no cleanup, no ``finally``, exactly like a lost Lambda.
 Unset (always, in production) a hit is one dictionary lookup.
+
+``KAFKA_BACKUP_DELAYPOINT=<name>:<seconds>[@<n>]`` makes the n-th hit of ``delay(name)`` sleep
+instead: a phase that takes longer than expected (a slow broker, a throttled store), so tests can
+put a deadline inside any phase of a run.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import time
 
 _counts: dict[str, int] = {}
 
@@ -28,3 +33,17 @@ def hit(name: str) -> None:
 def armed(name: str) -> bool:
     """True when ``name`` is the configured failpoint (to stage a partial write before the kill)."""
     return os.environ.get("KAFKA_BACKUP_FAILPOINT", "").partition("@")[0] == name
+
+
+def delay(name: str) -> None:
+    spec = os.environ.get("KAFKA_BACKUP_DELAYPOINT")
+    if not spec:
+        return
+    target, _, rest = spec.partition(":")
+    if target != name:
+        return
+    seconds, _, nth = rest.partition("@")
+    key = f"delay:{name}"
+    _counts[key] = _counts.get(key, 0) + 1
+    if _counts[key] == int(nth or 1):
+        time.sleep(float(seconds))

@@ -49,6 +49,8 @@ from typing import Any
 import kafka
 
 from kafka_backup._batches import BatchFormatError, complete_length, scan
+from kafka_backup._kafka_errors import describe as _describe
+from kafka_backup._kafka_errors import translate_kafka_error
 from kafka_backup.errors import IncompatibleKafkaError, KafkaBackupError, KafkaClientError
 
 _IMPORT_ERROR: ImportError | None = None
@@ -365,11 +367,6 @@ def _allowed_client_kwargs() -> frozenset[str]:
     return frozenset(keys)
 
 
-def _describe(exc: BaseException) -> str:
-    text = str(exc)
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
 class RawKafka:
     """A read-only Kafka client that returns record batches as the broker sent them.
 
@@ -669,7 +666,7 @@ class RawKafka:
             error = _kerr.for_code(topic_md.error_code)
             if topic_md.error_code != 0:
                 if not error.retriable:
-                    raise KafkaClientError(f"metadata: {error.__name__}", topic=tp[0])
+                    raise translate_kafka_error(error(), "metadata", topic=tp[0])
                 reasons[tp] = f"metadata: {error.__name__}"
                 continue
             part = next((p for p in topic_md.partitions if p.partition_index == tp[1]), None)
@@ -702,6 +699,8 @@ def _classify_partition_error(code: int, tp: TopicPartitionKey, offset: int, nod
     if getattr(error, "retriable", False):
         return f"broker {node_id}: {name}"
     where = f"fetch at offset {offset} from broker {node_id} (Fetch v{version})"
+    if issubclass(error, _kerr.AuthorizationError):
+        raise translate_kafka_error(error(), where, topic=tp[0], partition=tp[1])
     if code in _INCOMPATIBLE_CODES:
         raise IncompatibleKafkaError(f"{where}: {name}: {getattr(error, 'description', '')}".rstrip(": "),
                                      topic=tp[0], partition=tp[1])
@@ -710,16 +709,6 @@ def _classify_partition_error(code: int, tp: TopicPartitionKey, offset: int, nod
                            topic=tp[0], partition=tp[1])
 
 
-def _translate(exc: BaseException, what: str) -> KafkaClientError:
+def _translate(exc: BaseException, what: str) -> KafkaBackupError:
     """Turn a kafka-python (or unexpected) exception into ours; callers ``raise ... from exc``."""
-    if isinstance(exc, KafkaClientError):
-        return exc
-    if isinstance(exc, _kerr.IncompatibleBrokerVersion | _kerr.UnsupportedVersionError):
-        return IncompatibleKafkaError(f"{what}: the broker does not support the protocol versions "
-                                      f"kafka-backup needs: {_describe(exc)}")
-    if isinstance(exc, _kerr.InvalidReceiveError):
-        return KafkaClientError(f"{what}: {_describe(exc)}; a response exceeded "
-                                "receive_message_max_bytes (raise it, or lower max_bytes)")
-    if isinstance(exc, _kerr.KafkaError):
-        return KafkaClientError(f"{what}: {_describe(exc)}")
-    return KafkaClientError(f"{what}: unexpected {_describe(exc)} inside kafka-python")
+    return translate_kafka_error(exc, what)

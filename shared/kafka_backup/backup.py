@@ -25,35 +25,50 @@ Example::
 
 from __future__ import annotations
 
-import contextlib
 import logging
+import re
 import time
 import uuid
 import zlib
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from typing import Any, Literal
 
 from . import _failpoints
 from ._batches import BatchFormatError, BatchHeader, scan
 from ._kafka_raw import FetchedPartition, RawKafka
-from .catalog import CommitRecord, Head, PartitionChain, encode_topic, now_iso, utc_stamp, write_json
+from .catalog import (
+    CommitRecord,
+    Head,
+    PartitionChain,
+    claim_topic_id,
+    encode_topic,
+    now_iso,
+    sweep_orphans,
+    utc_stamp,
+    write_json,
+)
 from .cluster import Cluster, TopicInfo, client_kwargs
-from .config import Settings
+from .config import BackupConfig, Settings
+from .deadline import Deadline, as_deadline
 from .errors import (
     BackupIntegrityError,
     CorruptSegmentError,
+    ExitCode,
     KafkaBackupError,
     KafkaClientError,
+    RunFailedError,
     StorageError,
+    exit_code_for,
 )
 from .segment import SegmentWriter
 from .storage import MULTIPART_CHUNK, Store, open_store
 
 log = logging.getLogger("kafka_backup.backup")
 
-StopReason = Literal["complete", "deadline", "max_seconds", "max_records", "max_bytes"]
+StopReason = Literal["complete", "deadline", "max_seconds", "max_records", "max_bytes", "error"]
 PartitionStatus = Literal["complete", "partial", "error"]
 _EMPTY_FETCHES_BEFORE_GIVING_UP = 3
 _MAX_PREFETCHED_PARTITIONS = 8
@@ -100,8 +115,34 @@ class PartitionResult:
         return max(0, self.target_offset - (self.end_offset or 0))
 
 
+MetricUnit = Literal["Count", "Bytes", "Seconds"]
+
+
+@dataclass(frozen=True, slots=True)
+class Metric:
+    """One figure of a run, named and unit-tagged as a platform's metrics API expects."""
+
+    name: str
+    value: float
+    unit: MetricUnit
+
+
+@dataclass(frozen=True, slots=True)
+class RunMetrics:
+    """A run's figures plus the dimensions they belong to (``service``, ``shard``)."""
+
+    dimensions: dict[str, str]
+    figures: tuple[Metric, ...]
+
+    def as_dict(self) -> dict[str, float]:
+        return {m.name: m.value for m in self.figures}
+
+
 @dataclass(frozen=True, slots=True)
 class RunResult:
+    """The outcome of one run.  ``error`` is set when the run failed as a whole (see
+    :func:`run_backup`'s ``raise_on_error``); ``partitions`` then holds what was planned, if anything."""
+
     run_id: str
     started_at: str
     finished_at: str
@@ -109,6 +150,14 @@ class RunResult:
     stop_reason: StopReason
     partitions: tuple[PartitionResult, ...]
     storage: str
+    job: str | None = None
+    shard: str = "0/1"
+    #: seconds left before the caller's deadline when the run returned (None: no deadline)
+    time_left_seconds: float | None = None
+    error: str | None = None
+    error_type: str | None = None
+    error_exit_code: int | None = None
+    exception: BaseException | None = field(default=None, repr=False, compare=False)
 
     @property
     def records(self) -> int:
@@ -144,15 +193,91 @@ class RunResult:
 
     @property
     def ok(self) -> bool:
-        return not self.errors
+        return self.error is None and not self.errors
+
+    @property
+    def exit_code(self) -> ExitCode:
+        """The same code the CLI exits with: failures outrank gaps (a gap is recorded loss)."""
+        if self.error is not None:
+            return ExitCode(self.error_exit_code or ExitCode.FAILED)
+        if self.errors:
+            return ExitCode.FAILED
+        return ExitCode.GAPS if self.gaps else ExitCode.OK
+
+    def raise_for_status(self) -> None:
+        """Raise :class:`RunFailedError` if the run failed (whole or in part); gaps do not raise.
+
+        Handlers call this *after* logging and flushing metrics, so the platform's retry and error
+        alarm fire while everything committed stays committed.
+        """
+        if self.ok:
+            return
+        if self.error is not None:
+            raise RunFailedError(f"backup run {self.run_id} failed: {self.error}", exit_code=self.exit_code) \
+                from self.exception
+        first = self.errors[0]
+        more = f" (and {len(self.errors) - 1} more partition(s))" if len(self.errors) > 1 else ""
+        raise RunFailedError(f"backup run {self.run_id}: {first.topic}[{first.partition}] failed: "
+                             f"{first.error}{more}", exit_code=self.exit_code)
+
+    def metrics(self, *, service: str | None = None) -> RunMetrics:
+        """Named figures with units, for CloudWatch EMF, Azure Monitor or Cloud Monitoring."""
+        statuses = [p.status for p in self.partitions]
+        figures = (
+            Metric("Records", self.records, "Count"),
+            Metric("BatchBytesRead", self.raw_bytes, "Bytes"),
+            Metric("BytesStored", self.stored_bytes, "Bytes"),
+            Metric("Segments", self.segments, "Count"),
+            Metric("PartitionsComplete", statuses.count("complete"), "Count"),
+            Metric("PartitionsPartial", statuses.count("partial"), "Count"),
+            Metric("PartitionsError", statuses.count("error"), "Count"),
+            Metric("LagRecords", self.lag, "Count"),
+            Metric("GapOffsets", self.gap_offsets, "Count"),
+            Metric("RunSeconds", self.duration_seconds, "Seconds"),
+            *([Metric("TimeLeftSeconds", self.time_left_seconds, "Seconds")]
+              if self.time_left_seconds is not None else []),
+            Metric("RunFailed", 0 if self.error is None else 1, "Count"),
+        )
+        dims = {"shard": self.shard}
+        if service:
+            dims["service"] = service
+        return RunMetrics(dims, figures)
+
+    def summary_line(self) -> str:
+        """The one-line human summary (what the CLI prints last)."""
+        from .report import human_bytes
+
+        if self.error is not None:
+            return f"run {self.run_id} failed ({self.error_type}): {self.error}"
+        return (f"total: {self.records} records, {human_bytes(self.raw_bytes)} read, "
+                f"{human_bytes(self.stored_bytes)} stored, {self.segments} segments, lag {self.lag}, "
+                f"gaps {self.gap_offsets}, {self.duration_seconds:.1f}s, stopped: {self.stop_reason}")
+
+    def summary(self) -> dict[str, Any]:
+        """The run's structured summary log fields (``event="backup_run"``): one line per run."""
+        doc: dict[str, Any] = {"event": "backup_run", "run_id": self.run_id, "ok": self.ok,
+                               "exit_code": int(self.exit_code), "stop_reason": self.stop_reason,
+                               "storage": self.storage, "shard": self.shard, "partitions": len(self.partitions)}
+        if self.job:
+            doc["job"] = self.job
+        doc.update({_snake(m.name): m.value for m in self.metrics().figures})
+        if self.error is not None:
+            doc.update(error=self.error, error_type=self.error_type)
+        elif self.errors:
+            doc["failed_partitions"] = [f"{p.topic}[{p.partition}]: {p.error}" for p in self.errors[:10]]
+        return doc
 
     def to_dict(self) -> dict[str, Any]:
-        doc = asdict(self)
+        doc = {f: getattr(self, f) for f in self.__dataclass_fields__ if f != "exception"}
+        doc["partitions"] = [asdict(p) | {"lag": p.lag} for p in self.partitions]
         doc.update(records=self.records, raw_bytes=self.raw_bytes, stored_bytes=self.stored_bytes,
-                   segments=self.segments, lag=self.lag, gap_offsets=self.gap_offsets, ok=self.ok)
-        for p, pr in zip(doc["partitions"], self.partitions, strict=True):
-            p["lag"] = pr.lag
+                   segments=self.segments, lag=self.lag, gap_offsets=self.gap_offsets, ok=self.ok,
+                   exit_code=int(self.exit_code))
         return doc
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
 
 
 def _still_open(aborted: tuple[tuple[int, int], ...], records: bytes,
@@ -183,29 +308,49 @@ def shard_of(topic: str, partition: int, count: int) -> int:
     return zlib.crc32(f"{topic}\x00{partition}".encode()) % count
 
 
+#: The run stops starting new work when less than this share of its time budget is left (at most
+#: COMMIT_RESERVE_MAX_SECONDS): the segment in hand is finished, uploaded and committed in it.
+COMMIT_RESERVE_SHARE = 0.1
+COMMIT_RESERVE_MAX_SECONDS = 30.0
+
+
+class _OutOfTime(Exception):
+    """The deadline (less the commit reserve) passed between two phases; ``phase`` names the next."""
+
+    def __init__(self, phase: str) -> None:
+        super().__init__(phase)
+        self.phase = phase
+
+
 class _Budget:
-    def __init__(self, settings: Settings, deadline_s: float | None) -> None:
-        cfg = settings.backup
+    def __init__(self, cfg: BackupConfig, deadline: Deadline | None) -> None:
         self.t0 = time.monotonic()
-        limits = [x for x in (cfg.max_seconds, deadline_s) if x is not None]
-        self.seconds = min(limits) if limits else None
-        self.limit_reason: StopReason = "max_seconds" if cfg.max_seconds is not None and (
-            deadline_s is None or cfg.max_seconds <= deadline_s) else "deadline"
-        # Leave time to finish the segment in hand and commit it.
-        self.reserve = min(30.0, 0.1 * self.seconds) if self.seconds else 0.0
+        limit = Deadline.after(cfg.max_seconds) if cfg.max_seconds is not None else None
+        self.deadline = limit.earliest(deadline) if limit is not None else deadline
+        self.limit_reason: StopReason = "max_seconds" if limit is not None and (
+            deadline is None or limit.monotonic <= deadline.monotonic) else "deadline"
+        total = self.deadline.remaining() if self.deadline is not None else 0.0
+        self.reserve = min(COMMIT_RESERVE_MAX_SECONDS, COMMIT_RESERVE_SHARE * total)
         self.max_records = cfg.max_records
         self.max_bytes = cfg.max_bytes
         self.records = 0
         self.bytes = 0
+
+    def out_of_time(self) -> bool:
+        return self.deadline is not None and self.deadline.expired(self.reserve)
 
     def exhausted(self) -> StopReason | None:
         if self.max_records is not None and self.records >= self.max_records:
             return "max_records"
         if self.max_bytes is not None and self.bytes >= self.max_bytes:
             return "max_bytes"
-        if self.seconds is not None and time.monotonic() - self.t0 >= self.seconds - self.reserve:
+        if self.out_of_time():
             return self.limit_reason
         return None
+
+    def timeout(self, seconds: float) -> float:
+        """A per-call timeout that never runs past the deadline (at least 1 s, to make progress)."""
+        return self.deadline.bound(seconds, floor=1.0) if self.deadline is not None else seconds
 
 
 @dataclass
@@ -241,50 +386,124 @@ class _Chunk:
 
 
 class BackupRun:
-    """Executes one run. Prefer :func:`run_backup`; this class exists for tests and the CLI."""
+    """Executes one run. Prefer :func:`run_backup`; this class exists for tests and the CLI.
 
-    def __init__(self, settings: Settings, *, deadline_s: float | None = None, store: Store | None = None,
+    Phases, each entered only while time is left (``_enter``): connect, select (topics and their
+    ids), metadata (configs and group offsets), snapshot (end offsets), plan (chain ends,
+    anchors), sweep (orphans), then the fetch/commit loop, which stops starting segments once the
+    commit reserve is reached.  Every Kafka call's timeout is capped by the time left.
+    """
+
+    def __init__(self, settings: Settings, *, deadline: Deadline | None = None, store: Store | None = None,
                  progress: Callable[[str, int, int], None] | None = None) -> None:
         self.settings = settings
         self.cfg = settings.backup
-        self.store = store or open_store(settings.storage)
         self.run_id = uuid.uuid4().hex[:16]
-        self.budget = _Budget(settings, deadline_s)
+        self.budget = _Budget(settings.backup, deadline)
+        self.caller_deadline = deadline
         self.progress = progress
+        self.phase = "start"
+        self.shard = f"{self.cfg.shard.index}/{self.cfg.shard.count}"
+        self._log_extra: dict[str, Any] = {"run_id": self.run_id, "shard": self.shard}
+        if settings.job:
+            self._log_extra["job"] = settings.job
+        self.store = store or open_store(settings.storage)
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="kb-zstd")
         # Fetches run one ahead of packing: the broker round trip overlaps CRC checks, compression
         # and uploads (kafka-python's IO thread does the socket work either way).
         self._fetcher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kb-fetch")
 
+    def _extra(self, job: _Job | None = None) -> dict[str, Any]:
+        """``extra=`` fields for log records, so JSON loggers show run id, topic and partition."""
+        if job is None:
+            return self._log_extra
+        return {**self._log_extra, "topic": job.topic, "partition": job.partition}
+
+    def _enter(self, phase: str) -> None:
+        self.phase = phase
+        _failpoints.delay(phase)
+        if self.budget.out_of_time():
+            raise _OutOfTime(phase)
+
     def run(self) -> RunResult:
         started = now_iso()
         stop: StopReason = "complete"
         jobs: list[_Job] = []
+        log.info("backup run %s to %s started", self.run_id, self.store.display, extra=self._extra())
         try:
-            with Cluster(self.settings.kafka) as cluster, RawKafka(**client_kwargs(self.settings.kafka)) as raw:
-                topics = cluster.select_topics(self.cfg)
-                if self.cfg.snapshot_metadata:
-                    self._snapshot_metadata(cluster, topics)
-                jobs = self._plan(cluster, topics)
-                stop = self._loop(cluster, raw, jobs)
+            self._enter("connect")
+            kafka_kw = client_kwargs(self.settings.kafka, self.budget.deadline)
+            with Cluster(self.settings.kafka, deadline=self.budget.deadline) as cluster, RawKafka(**kafka_kw) as raw:
+                try:
+                    self._enter("select")
+                    topics = cluster.select_topics(self.cfg)
+                    refused = self._check_identity(topics)
+                    if self.cfg.snapshot_metadata:
+                        self._enter("metadata")
+                        self._snapshot_metadata(cluster, topics)
+                    self._enter("snapshot")
+                    jobs = self._plan(cluster, topics, refused)
+                    self._enter("sweep")
+                    self._sweep(jobs)
+                    stop = self._loop(cluster, raw, jobs)
+                except _OutOfTime as exc:
+                    log.warning("deadline reached before phase %r; stopping with what is committed", exc.phase,
+                                extra=self._extra())
+                    stop = self.budget.limit_reason
+                    self._write_heads([j for j in jobs if not j.done])
+        except _OutOfTime as exc:
+            log.warning("deadline reached before phase %r", exc.phase, extra=self._extra())
+            stop = self.budget.limit_reason
         finally:
             self._fetcher.shutdown(wait=True, cancel_futures=True)
             self._pool.shutdown(wait=True)
-        result = RunResult(
-            run_id=self.run_id, started_at=started, finished_at=now_iso(),
-            duration_seconds=round(time.monotonic() - self.budget.t0, 3), stop_reason=stop,
-            partitions=tuple(self._result(j) for j in jobs), storage=self.store.display,
-        )
-        with contextlib.suppress(StorageError):
+        result = self._result_of(started, stop, jobs)
+        try:
             write_json(self.store, f"runs/{utc_stamp()}-{self.run_id}.json", result.to_dict())
+        except StorageError as exc:  # the operations guide alarms on missing summaries: say why
+            log.warning("run summary not written: %s", exc, extra=self._extra())
         return result
 
+    def _result_of(self, started: str, stop: StopReason, jobs: list[_Job], *,
+                   error: BaseException | None = None) -> RunResult:
+        left = self.caller_deadline.remaining() if self.caller_deadline is not None else None
+        return RunResult(
+            run_id=self.run_id, started_at=started, finished_at=now_iso(),
+            duration_seconds=round(time.monotonic() - self.budget.t0, 3), stop_reason=stop,
+            partitions=tuple(self._result(j) for j in jobs), storage=self.store.display, job=self.settings.job,
+            shard=self.shard, time_left_seconds=None if left is None else round(left, 3),
+            error=None if error is None else str(error), error_type=None if error is None else type(error).__name__,
+            error_exit_code=None if error is None else int(exit_code_for(error)), exception=error,
+        )
+
+    # identity --------------------------------------------------------------------------------
+    def _check_identity(self, topics: dict[str, TopicInfo]) -> dict[str, str]:
+        """Topics whose id differs from the one this backup recorded: name -> why (refused)."""
+        def check(info: TopicInfo) -> tuple[str, str | None]:
+            if info.topic_id is None:
+                return info.name, None
+            recorded = claim_topic_id(self.store, info.name, info.topic_id)
+            if recorded == info.topic_id:
+                return info.name, None
+            return info.name, (f"topic {info.name!r} was deleted and recreated: this backup holds topic id "
+                               f"{recorded}, the cluster has {info.topic_id}; nothing was written for it. Back "
+                               "the new topic up to a new storage prefix (the old backup stays restorable)")
+
+        with ThreadPoolExecutor(max_workers=_STORE_CONCURRENCY, thread_name_prefix="kb-ids") as pool:
+            found = list(pool.map(check, topics.values()))
+        refused = {name: why for name, why in found if why}
+        for why in refused.values():
+            log.error("%s", why, extra=self._extra())
+        return refused
+
     # planning --------------------------------------------------------------------------------
-    def _plan(self, cluster: Cluster, topics: dict[str, TopicInfo]) -> list[_Job]:
+    def _plan(self, cluster: Cluster, topics: dict[str, TopicInfo], refused: dict[str, str]) -> list[_Job]:
         shard = self.cfg.shard
         tps = [(t, p) for t, info in topics.items() for p in range(info.partitions)
                if shard.count == 1 or shard_of(t, p, shard.count) == shard.index]
-        targets = cluster.offsets(tps, "latest")
+        live = [tp for tp in tps if tp[0] not in refused]
+        targets = cluster.offsets(live, "latest")
+        self._enter("plan")
 
         def read_chain(tp: tuple[str, int]) -> tuple[Head | None, int | None, int | None] | KafkaBackupError:
             chain = PartitionChain(self.store, *tp)
@@ -296,12 +515,16 @@ class BackupRun:
 
         # Object-store round trips dominate planning with many partitions: run them concurrently.
         with ThreadPoolExecutor(max_workers=_STORE_CONCURRENCY, thread_name_prefix="kb-plan") as pool:
-            chains = list(pool.map(read_chain, tps))
+            chains = list(pool.map(read_chain, live))
+        found_by_tp = dict(zip(live, chains, strict=True))
         jobs = []
-        for (t, p), found in zip(tps, chains, strict=True):
+        for t, p in tps:
             chain = PartitionChain(self.store, t, p)
-            job = _Job(t, p, chain, targets[(t, p)])
+            job = _Job(t, p, chain, targets.get((t, p), 0))
             try:
+                if t in refused:
+                    raise BackupIntegrityError(refused[t])
+                found = found_by_tp[(t, p)]
                 if isinstance(found, KafkaBackupError):
                     raise found
                 head, end, anchor = found
@@ -313,7 +536,7 @@ class BackupRun:
                 elif anchor is not None:
                     job.pos = anchor
                 else:
-                    job.pos = chain.anchor(self._initial(cluster, t, p, job.target))
+                    job.pos = chain.anchor(self._initial(cluster, t, p, job.target), topic_id=topics[t].topic_id)
                 if job.pos > job.target:
                     # Legitimate only while a transaction is open above a recorded gap; past the high
                     # watermark it means the partition's log was replaced.
@@ -325,6 +548,8 @@ class BackupRun:
                     job.target = job.pos
             except KafkaBackupError as exc:
                 job.error, job.done = str(exc), True
+                if t not in refused:
+                    log.error("%s[%d]: %s", t, p, exc, extra=self._extra(job))
             jobs.append(job)
         # Most behind first, so a tight deadline serves the partitions that need it most.
         jobs.sort(key=lambda j: -(j.target - j.pos) if not j.done else 0)
@@ -338,9 +563,11 @@ class BackupRun:
         return min(cluster.offsets([(topic, partition)], spec)[(topic, partition)], target)
 
     # the loop --------------------------------------------------------------------------------
-    def _loop(self, cluster: Cluster, raw: RawKafka, jobs: list[_Job]) -> StopReason:
+    def _sweep(self, jobs: list[_Job]) -> None:
         with ThreadPoolExecutor(max_workers=_STORE_CONCURRENCY, thread_name_prefix="kb-sweep") as pool:
             list(pool.map(self._sweep_orphans, [j for j in jobs if not j.done]))
+
+    def _loop(self, cluster: Cluster, raw: RawKafka, jobs: list[_Job]) -> StopReason:
         while True:
             active = [j for j in jobs if not j.done]
             if not active:
@@ -349,18 +576,17 @@ class BackupRun:
             for job in active:
                 reason = self.budget.exhausted()
                 if reason is not None:
-                    for j in active:
-                        self._write_head(j)
+                    self._write_heads(active)
                     return reason
                 try:
                     self._one_segment(cluster, raw, job)
                 except KafkaBackupError as exc:
-                    log.error("%s[%d]: %s", job.topic, job.partition, exc)
+                    log.error("%s[%d]: %s", job.topic, job.partition, exc, extra=self._extra(job))
                     job.error, job.done = str(exc), True
                 if job.done or not keep_prefetch:
                     job.prefetch = None
                 if job.done:
-                    self._write_head(job)
+                    self._write_heads([job])
 
     def _one_segment(self, cluster: Cluster, raw: RawKafka, job: _Job) -> None:
         """Fill one segment from job.pos (or record one gap) and commit it."""
@@ -389,7 +615,7 @@ class BackupRun:
                     empty += 1
                     if empty >= _EMPTY_FETCHES_BEFORE_GIVING_UP:
                         log.warning("%s[%d]: no batches returned at offset %d (target %d); retrying next run",
-                                    job.topic, job.partition, pos, job.target)
+                                    job.topic, job.partition, pos, job.target, extra=self._extra(job))
                         job.done = True
                         break
                     time.sleep(0.1 * empty)
@@ -439,8 +665,11 @@ class BackupRun:
         return _Chunk(fetched.records, headers, fetched.aborted_transactions)
 
     def _raw_fetch(self, raw: RawKafka, tp: tuple[str, int], pos: int) -> FetchedPartition:
+        _failpoints.delay("fetch")
+        timeout = self.budget.timeout(self.settings.kafka.request_timeout_seconds)
         return raw.fetch({tp: pos}, max_bytes=self.cfg.fetch_max_bytes,
-                         partition_max_bytes=self.cfg.partition_fetch_max_bytes)[tp]
+                         partition_max_bytes=self.cfg.partition_fetch_max_bytes,
+                         max_wait_ms=int(min(500, timeout * 250)), timeout_s=timeout)[tp]
 
     def _fit(self, headers: list[BatchHeader], segment_bytes: int) -> int:
         """How many of ``headers`` fit the segment size and the run's record/byte budgets (at least
@@ -463,6 +692,7 @@ class BackupRun:
             return
         data = writer.finish(end_offset=end)
         key = job.chain.segment_key(job.pos, end, self.run_id)
+        _failpoints.delay("commit")
         _failpoints.hit("before-upload")
         if _failpoints.armed("during-upload"):
             self.store.put(key, data.payload[: data.size // 2])
@@ -485,7 +715,7 @@ class BackupRun:
             job.stored_bytes += size
             job.segments += 1
             job.pos = job.committed = end
-            log.debug("%s[%d]: committed [%d, %d)", job.topic, job.partition, rec.start, end)
+            log.debug("%s[%d]: committed [%d, %d)", job.topic, job.partition, rec.start, end, extra=self._extra(job))
         else:
             self._lost_race(job, key)
 
@@ -498,7 +728,7 @@ class BackupRun:
             job.gaps.append(gap)
             job.pos = job.committed = end
             log.warning("%s[%d]: offsets [%d, %d) were deleted by retention before backup (%d records lost)",
-                        job.topic, job.partition, start, end, gap.count)
+                        job.topic, job.partition, start, end, gap.count, extra=self._extra(job))
         else:
             self._lost_race(job, None)
 
@@ -512,16 +742,31 @@ class BackupRun:
         if end is None or end <= job.pos:
             raise BackupIntegrityError(f"commit at {job.pos} exists but the chain does not advance",
                                        key=job.chain.commit_key(job.pos))
-        log.info("%s[%d]: another run committed [%d, %d); continuing", job.topic, job.partition, job.pos, end)
+        log.info("%s[%d]: another run committed [%d, %d); continuing", job.topic, job.partition, job.pos, end,
+                 extra=self._extra(job))
         job.pos = job.committed = end
 
-    def _write_head(self, job: _Job) -> None:
-        """The hint may only ever name a committed end (it must never lead the chain)."""
-        end = job.committed
-        if end is None or (job.before == end and job.sweep_from == end):
+    def _write_heads(self, jobs: list[_Job]) -> None:
+        """Update the hints (concurrently).  The hint may only ever name a committed end (it must
+        never lead the chain), and is skipped when it would not change; a failed write is only a
+        lost shortcut, logged as a warning."""
+        due = [j for j in jobs if j.committed is not None and not (j.before == j.committed == j.sweep_from)]
+
+        def write(job: _Job) -> None:
+            end = job.committed
+            assert end is not None
+            try:
+                job.chain.write_head(Head(end, min(job.sweep_from, end)))
+            except StorageError as exc:
+                log.warning("%s[%d]: head hint not written: %s", job.topic, job.partition, exc,
+                            extra=self._extra(job))
+
+        if len(due) <= 1:
+            for job in due:
+                write(job)
             return
-        with contextlib.suppress(StorageError):
-            job.chain.write_head(Head(end, min(job.sweep_from, end)))
+        with ThreadPoolExecutor(max_workers=_STORE_CONCURRENCY, thread_name_prefix="kb-head") as pool:
+            list(pool.map(write, due))
 
     def _sweep_orphans(self, job: _Job) -> None:
         """Delete uncommitted segments from crashed runs once older than the grace period.
@@ -529,20 +774,15 @@ class BackupRun:
         Young ones may belong to a run still in flight, so they are kept and the sweep resumes
         from them next time (``head.sweep_from``).  ``kafka-backup gc`` does a full sweep.
         """
-        grace = self.cfg.orphan_grace_seconds
-        now = time.time()
-        next_from = job.pos
         try:
-            for key, start, _end, mtime in job.chain.uncommitted_segments(job.sweep_from):
-                if now - mtime.timestamp() >= grace:
-                    self.store.delete(key)
-                    log.info("removed orphan segment %s", key)
-                else:
-                    next_from = min(next_from, start)
+            outcome = sweep_orphans(job.chain, from_start=job.sweep_from, grace_seconds=self.cfg.orphan_grace_seconds,
+                                    stop=self.budget.out_of_time)
         except StorageError as exc:
-            log.warning("orphan sweep skipped for %s[%d]: %s", job.topic, job.partition, exc)
+            log.warning("orphan sweep skipped for %s[%d]: %s", job.topic, job.partition, exc, extra=self._extra(job))
             return
-        job.sweep_from = next_from
+        for key in outcome.removed:
+            log.info("removed orphan segment %s", key, extra=self._extra(job))
+        job.sweep_from = job.pos if outcome.kept_from is None else min(job.pos, outcome.kept_from)
 
     # snapshots -------------------------------------------------------------------------------
     def _snapshot_metadata(self, cluster: Cluster, topics: dict[str, TopicInfo]) -> None:
@@ -554,14 +794,15 @@ class BackupRun:
                 write_json(self.store, f"topics/{encode_topic(name)}/metadata/{stamp}-{self.run_id}.json", {
                     "topic": name, "partitions": info.partitions, "replication_factor": info.replication_factor,
                     "configs": configs.get(name, {}), "captured_at": now_iso(), "run_id": self.run_id,
+                    "topic_id": info.topic_id,
                 })
             if self.cfg.shard.index == 0:
                 groups = cluster.group_offsets(topics)
                 doc = {gid: {f"{t}:{p}": asdict(o) for (t, p), o in offs.items()} for gid, offs in groups.items()}
                 write_json(self.store, f"groups/{stamp}-{self.run_id}.json",
                            {"captured_at": now_iso(), "run_id": self.run_id, "groups": doc})
-        except KafkaClientError as exc:
-            log.warning("metadata snapshot skipped: %s", exc)
+        except (KafkaClientError, StorageError) as exc:
+            log.warning("metadata snapshot skipped: %s", exc, extra=self._extra())
 
     def _result(self, job: _Job) -> PartitionResult:
         status: PartitionStatus = "error" if job.error else ("complete" if job.pos >= job.target else "partial")
@@ -574,14 +815,46 @@ class BackupRun:
         )
 
 
-def run_backup(settings: Settings, *, deadline_s: float | None = None,
-               progress: Callable[[str, int, int], None] | None = None) -> RunResult:
+def run_backup(settings: Settings, *, deadline: Deadline | datetime | None = None, deadline_s: float | None = None,
+               progress: Callable[[str, int, int], None] | None = None, raise_on_error: bool = True,
+               store: Store | None = None) -> RunResult:
     """Back up every selected partition up to its snapshotted end, within the budgets.
 
-    ``deadline_s`` is the time the caller can give this call (e.g. Lambda's remaining time minus a
-    margin); the run stops early enough to commit what it has.  Per-partition failures are
-    reported in the result (``result.ok``) rather than raised, so one bad partition does not cost
-    the others their run.  Raises :class:`~kafka_backup.errors.KafkaBackupError` only when nothing
-    can run (cluster unreachable, storage unusable, bad topic list).
+    ``deadline`` is the instant the caller must have control back by (a :class:`Deadline`, i.e. a
+    monotonic instant, or an aware datetime); ``deadline_s`` the same as seconds from now; the
+    earlier wins, and ``backup.max_seconds`` caps both.  The run stops starting new segments once
+    less than the commit reserve (10 % of its time, at most 30 s) is left, commits what it has,
+    and returns; the next run resumes.
+
+    Per-partition failures are reported in the result (``result.ok``) rather than raised, so one
+    bad partition does not cost the others their run.  A failure of the whole run (cluster or
+    storage unreachable, bad settings, empty topic selection) raises a
+    :class:`~kafka_backup.errors.KafkaBackupError`, or with ``raise_on_error=False`` returns a
+    ``RunResult`` with ``ok=False`` and ``error``/``error_type`` set, so a handler can log and emit
+    metrics first and then call :meth:`RunResult.raise_for_status`.
+
+    Example::
+
+        result = run_backup(Settings.from_env(), deadline=Deadline.after(remaining_s - 30),
+                            raise_on_error=False)
+        log.info(result.summary_line(), extra=result.summary())
+        result.raise_for_status()
     """
-    return BackupRun(settings, deadline_s=deadline_s, progress=progress).run()
+    limit = as_deadline(deadline, deadline_s)
+    started = now_iso()
+    run: BackupRun | None = None
+    try:
+        run = BackupRun(settings, deadline=limit, progress=progress, store=store)
+        return run.run()
+    except Exception as exc:
+        if raise_on_error:
+            raise
+        log.error("backup run failed: %s", exc, extra=run._extra() if run else {})
+        if run is not None:
+            return run._result_of(started, "error", [], error=exc)
+        return RunResult(run_id=uuid.uuid4().hex[:16], started_at=started, finished_at=now_iso(), duration_seconds=0.0,
+                         stop_reason="error", partitions=(), storage=settings.storage.display(), job=settings.job,
+                         shard=f"{settings.backup.shard.index}/{settings.backup.shard.count}",
+                         time_left_seconds=None if limit is None else round(limit.remaining(), 3),
+                         error=str(exc), error_type=type(exc).__name__, error_exit_code=int(exit_code_for(exc)),
+                         exception=exc)

@@ -6,6 +6,7 @@ Layout under the store's prefix (``docs/format.md`` is the spec)::
     topics/<topic>/<partition>/commits/<start:020d>.json                         create-only
     topics/<topic>/<partition>/head.json                                         hint (overwritten)
     topics/<topic>/<partition>/anchor.json                                       create-only
+    topics/<topic>/topic.json                                                    create-only identity
     topics/<topic>/metadata/<utc>-<run_id>.json                                  config snapshots
     groups/<utc>-<run_id>.json                                                   group offsets
     runs/<utc>-<run_id>.json                                                     run summaries
@@ -17,6 +18,10 @@ The anchor records, once and create-only, the offset where a partition's chain b
 from ``start: earliest | latest | <time>`` by the first run that sees the partition), so that an
 empty first run or a lost hint can never move the start.
 
+``topic.json`` records, once and create-only, the topic id (KIP-516) the backup belongs to: a
+topic deleted and recreated under the same name has a new id, and a run that meets one refuses to
+continue the old chain instead of silently mixing two topics' offsets.
+
 The chain: commit records for [start, end) keyed by ``start``; the next record's key is the
 previous one's ``end``.  A segment becomes part of the backup only when its commit record is
 created with a create-only write, so two runs can never both commit the same range, and a crash
@@ -27,7 +32,8 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -144,10 +150,13 @@ class PartitionChain:
     def anchor_key(self) -> str:
         return f"{self.base}/anchor.json"
 
-    def anchor(self, proposed: int) -> int:
+    def anchor(self, proposed: int, *, topic_id: str | None = None) -> int:
         """The chain's agreed start: ours if we create the anchor first, else the existing one."""
+        doc: dict[str, Any] = {"start": proposed, "created_at": now_iso()}
+        if topic_id:
+            doc["topic_id"] = topic_id
         try:
-            self.store.put_if_absent(self.anchor_key, json.dumps({"start": proposed, "created_at": now_iso()}).encode())
+            self.store.put_if_absent(self.anchor_key, json.dumps(doc).encode())
             return proposed
         except ObjectExists:
             pass
@@ -261,6 +270,74 @@ class PartitionChain:
                 names[start] = f"{self.base}/{rec.segment}" if rec and rec.segment else None
             if names[start] != info.key:
                 yield info.key, start, end, info.last_modified
+
+
+@dataclass(frozen=True, slots=True)
+class SweepOutcome:
+    """What one orphan sweep of a partition did."""
+
+    removed: tuple[str, ...]
+    #: the lowest start of an orphan kept because it was younger than the grace period (a later
+    #: sweep must look again from there), or None when none was kept
+    kept_from: int | None
+
+
+def sweep_orphans(chain: PartitionChain, *, from_start: int, grace_seconds: float, dry_run: bool = False,
+                  now: float | None = None, stop: Callable[[], bool] | None = None) -> SweepOutcome:
+    """Delete segments that no commit record names, once older than ``grace_seconds``.
+
+    Used by every backup run (from the partition's ``sweep_from``) and by ``kafka-backup gc``
+    (from 0).  Young orphans may belong to a run still in flight, so they are kept; ``grace``
+    must exceed the longest run.  ``stop`` is polled between deletions (a run's deadline).
+    """
+    now = time.time() if now is None else now
+    removed: list[str] = []
+    kept: int | None = None
+    for key, start, _end, mtime in chain.uncommitted_segments(from_start):
+        if stop is not None and stop():
+            kept = start if kept is None else min(kept, start)
+            break
+        if now - mtime.timestamp() >= grace_seconds:
+            if not dry_run:
+                chain.store.delete(key)
+            removed.append(key)
+        else:
+            kept = start if kept is None else min(kept, start)
+    return SweepOutcome(tuple(removed), kept)
+
+
+def topic_identity_key(topic: str) -> str:
+    return f"topics/{encode_topic(topic)}/topic.json"
+
+
+def read_topic_id(store: Store, topic: str) -> str | None:
+    """The topic id this backup location belongs to (None: not recorded, e.g. an older backup)."""
+    key = topic_identity_key(topic)
+    try:
+        doc = json.loads(store.get(key))
+    except ObjectNotFound:
+        return None
+    except ValueError as exc:
+        raise CorruptSegmentError(f"malformed topic identity: {exc}", key=key) from exc
+    value = doc.get("topic_id") if isinstance(doc, dict) else None
+    return str(value) if value else None
+
+
+def claim_topic_id(store: Store, topic: str, topic_id: str) -> str:
+    """Record ``topic_id`` as this backup's topic, create-only; return the id that is recorded.
+
+    The caller compares: a different id means the topic was deleted and recreated.
+    """
+    key = topic_identity_key(topic)
+    doc = {"topic": topic, "topic_id": topic_id, "created_at": now_iso(), "format_version": FORMAT_VERSION}
+    try:
+        store.put_if_absent(key, json.dumps(doc, sort_keys=True).encode())
+        return topic_id
+    except ObjectExists:
+        recorded = read_topic_id(store, topic)
+        if recorded is None:
+            raise CorruptSegmentError("topic identity has no topic_id", key=key) from None
+        return recorded
 
 
 def list_topics(store: Store) -> list[str]:

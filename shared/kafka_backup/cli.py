@@ -23,9 +23,9 @@ from typing import Any, TextIO
 
 from . import __version__
 from .config import load_settings, load_storage_config, parse_time_ms
-from .errors import ConfigError, KafkaBackupError, KafkaClientError, StorageError
+from .errors import ConfigError, ExitCode, KafkaBackupError, exit_code_for
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_GAPS, EXIT_UNREACHABLE = 0, 1, 2, 3, 4
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_GAPS, EXIT_UNREACHABLE = (int(c) for c in ExitCode)
 log = logging.getLogger("kafka_backup.cli")
 
 
@@ -143,7 +143,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _exit_code(ok: bool, gaps: bool) -> int:
     """Failures outrank gaps: a gap is loss that already happened and was recorded."""
-    return EXIT_FAILED if not ok else (EXIT_GAPS if gaps else EXIT_OK)
+    return int(ExitCode.FAILED if not ok else (ExitCode.GAPS if gaps else ExitCode.OK))
 
 
 def _storage(args: argparse.Namespace) -> Any:
@@ -181,9 +181,6 @@ def cmd_backup(args: argparse.Namespace) -> int:
     if args.storage:
         overrides["storage"] = {"url": args.storage}
     settings = load_settings(args.config, overrides=overrides)
-    if not settings.backup.topics and not settings.backup.topic_patterns:
-        raise ConfigError("nothing to back up: pass --topic NAME or --topic-pattern REGEX, or set "
-                          "backup.topics", source=args.config or "flags", field="backup.topics")
     progress = _Progress(sys.stderr, not args.no_progress and not args.json)
     log.info("backup to %s (run budget: %s)", settings.storage.display(),
              f"{settings.backup.max_seconds}s" if settings.backup.max_seconds else "none")
@@ -198,10 +195,8 @@ def cmd_backup(args: argparse.Namespace) -> int:
                     f"{human_bytes(p.stored_bytes)} stored  lag {p.lag}  gaps {sum(g.count for g in p.gaps)}  "
                     f"{p.status}")
             print(line + (f"  error: {p.error}" if p.error else ""))
-        print(f"total: {result.records} records, {human_bytes(result.raw_bytes)} read, "
-              f"{human_bytes(result.stored_bytes)} stored, {result.segments} segments, lag {result.lag}, "
-              f"gaps {result.gap_offsets}, {result.duration_seconds:.1f}s, stopped: {result.stop_reason}")
-    return _exit_code(result.ok, bool(result.gaps))
+        print(result.summary_line())
+    return int(result.exit_code)
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
@@ -216,7 +211,8 @@ def cmd_ls(args: argparse.Namespace) -> int:
     if not parts:
         print("(no backups)")
     for p in parts:
-        print(f"{p.topic}[{p.partition}]  offsets [{p.start_offset}, {p.end_offset})  {p.records} records  "
+        print(f"{p.topic}[{p.partition}]  id {p.topic_id or '-'}  offsets [{p.start_offset}, {p.end_offset})  "
+              f"{p.records} records  "
               f"{p.segments} segments  {human_bytes(p.stored_bytes)} stored  "
               f"time {format_ts(p.min_timestamp)} .. {format_ts(p.max_timestamp)}  "
               f"gaps {len(p.gaps)} ({p.gap_offsets} offsets)")
@@ -249,22 +245,21 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_gc(args: argparse.Namespace) -> int:
-    from .catalog import PartitionChain, list_partitions, list_topics
+    from .catalog import PartitionChain, list_partitions, list_topics, sweep_orphans
     from .config import load_backup_config
 
     store = _storage(args)
     grace = args.older_than_seconds
     if grace is None:
         grace = load_backup_config(args.config).orphan_grace_seconds
-    now, removed = time.time(), 0
+    removed = 0
     for topic in list_topics(store):
         for partition in list_partitions(store, topic):
-            for key, _s, _e, mtime in PartitionChain(store, topic, partition).uncommitted_segments(0):
-                if now - mtime.timestamp() >= grace:
-                    print(f"{'would remove' if args.dry_run else 'removed'} {key}")
-                    if not args.dry_run:
-                        store.delete(key)
-                    removed += 1
+            outcome = sweep_orphans(PartitionChain(store, topic, partition), from_start=0, grace_seconds=grace,
+                                    dry_run=args.dry_run)
+            for key in outcome.removed:
+                print(f"{'would remove' if args.dry_run else 'removed'} {key}")
+            removed += len(outcome.removed)
     print(f"{removed} orphan segments {'found' if args.dry_run else 'removed'}")
     return EXIT_OK
 
@@ -318,12 +313,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"kafka-backup: configuration error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except (KafkaClientError, StorageError) as exc:
-        print(f"kafka-backup: {exc}", file=sys.stderr)
-        return EXIT_UNREACHABLE
     except KafkaBackupError as exc:
         print(f"kafka-backup: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+        return int(exit_code_for(exc))
     except KeyboardInterrupt:
         print("kafka-backup: interrupted; committed work is kept, the next run resumes", file=sys.stderr)
         return 130

@@ -12,12 +12,14 @@ import importlib
 import logging
 import re
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ._kafka_errors import kafka_errors
 from .config import BackupConfig, KafkaConfig, reveal
-from .errors import ConfigError, KafkaClientError
+from .deadline import Deadline
+from .errors import ConfigError, KafkaBackupError, KafkaClientError
 
 TopicPartition = tuple[str, int]
 
@@ -46,15 +48,22 @@ def _guard_library_logs() -> None:
             lg.addFilter(_RedactSecrets())
 
 
-def client_kwargs(cfg: KafkaConfig) -> dict[str, Any]:
-    """kafka-python connection settings (shared by admin, consumer, producer and raw fetch)."""
+def client_kwargs(cfg: KafkaConfig, deadline: Deadline | None = None) -> dict[str, Any]:
+    """kafka-python connection settings (shared by admin, consumer, producer and raw fetch).
+
+    With a ``deadline``, the connect and request timeouts never exceed the time left, so no single
+    call can carry a run past it (at least one second each, so a call can still succeed).
+    """
     _guard_library_logs()
+    request_s, connect_s = cfg.request_timeout_seconds, cfg.connect_timeout_seconds
+    if deadline is not None:
+        request_s, connect_s = deadline.bound(request_s, floor=1.0), deadline.bound(connect_s, floor=1.0)
     kw: dict[str, Any] = {
         "bootstrap_servers": list(cfg.bootstrap_servers),
         "client_id": cfg.client_id,
         "security_protocol": cfg.security_protocol,
-        "request_timeout_ms": int(cfg.request_timeout_seconds * 1000),
-        "bootstrap_timeout_ms": int(cfg.connect_timeout_seconds * 1000),
+        "request_timeout_ms": int(request_s * 1000),
+        "bootstrap_timeout_ms": int(connect_s * 1000),
     }
     if cfg.tls is not None:
         kw.update(ssl_cafile=cfg.tls.ca_file, ssl_certfile=cfg.tls.cert_file, ssl_keyfile=cfg.tls.key_file,
@@ -68,7 +77,14 @@ def client_kwargs(cfg: KafkaConfig) -> dict[str, Any]:
         if cfg.sasl.password is not None:
             kw["sasl_plain_password"] = reveal(cfg.sasl.password)
         if cfg.sasl.token_provider:
-            kw["sasl_oauth_token_provider"] = _load_callable(cfg.sasl.token_provider)()
+            factory = _load_callable(cfg.sasl.token_provider)
+            try:
+                kw["sasl_oauth_token_provider"] = factory(**cfg.sasl.token_provider_options)
+            except KafkaBackupError:
+                raise
+            except Exception as exc:
+                raise ConfigError(f"token provider {cfg.sasl.token_provider!r} could not be created: "
+                                  f"{type(exc).__name__}: {exc}", field="kafka.sasl.token_provider") from exc
     return kw
 
 
@@ -76,20 +92,17 @@ def _load_callable(spec: str) -> Any:
     module, _, attr = spec.partition(":")
     try:
         return getattr(importlib.import_module(module), attr)
-    except (ImportError, AttributeError) as exc:
-        raise KafkaClientError(f"cannot load token provider {spec!r}: {exc}") from exc
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise ConfigError(f"cannot load token provider {spec!r}: {exc}", field="kafka.sasl.token_provider") from exc
 
 
-@contextlib.contextmanager
-def translate(what: str, topic: str | None = None, partition: int | None = None) -> Iterator[None]:
-    from kafka.errors import KafkaError
+translate = kafka_errors  # the one mapping of kafka-python errors (kept under its old name here)
 
-    try:
-        yield
-    except KafkaError as exc:
-        raise KafkaClientError(f"{what}: {type(exc).__name__}: {exc}", topic=topic, partition=partition) from exc
-    except (OSError, TimeoutError) as exc:
-        raise KafkaClientError(f"{what}: {exc}", topic=topic, partition=partition) from exc
+
+def _topic_id(value: Any) -> str | None:
+    """A topic id as text; the all-zero id means "none" (brokers before 2.8)."""
+    text = str(value) if value is not None else ""
+    return text if text and text.strip("0-") else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +111,9 @@ class TopicInfo:
     partitions: int
     replication_factor: int
     internal: bool
+    #: The topic's id (Metadata v10+, KIP-516): a topic deleted and recreated under the same name
+    #: gets a new one.  None when the broker does not report ids.
+    topic_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,12 +126,12 @@ class GroupOffset:
 class Cluster:
     """A connection to one Kafka cluster for metadata, offsets, configs and groups."""
 
-    def __init__(self, cfg: KafkaConfig) -> None:
+    def __init__(self, cfg: KafkaConfig, *, deadline: Deadline | None = None) -> None:
         from kafka import KafkaAdminClient
 
         self.cfg = cfg
-        with translate(f"connect to {','.join(cfg.bootstrap_servers)}"):
-            self.admin = KafkaAdminClient(**client_kwargs(cfg))
+        with translate(f"connect to {','.join(cfg.bootstrap_servers)}", settings_errors=True):
+            self.admin = KafkaAdminClient(**client_kwargs(cfg, deadline))
 
     def close(self) -> None:
         with contextlib.suppress(Exception):
@@ -137,11 +153,19 @@ class Cluster:
                 continue
             parts = t["partitions"]
             rf = max((len(p.get("replica_nodes", [])) for p in parts), default=0)
-            out[t["name"]] = TopicInfo(t["name"], len(parts), rf, bool(t.get("is_internal", False)))
+            out[t["name"]] = TopicInfo(t["name"], len(parts), rf, bool(t.get("is_internal", False)),
+                                       _topic_id(t.get("topic_id")))
         return out
 
     def select_topics(self, cfg: BackupConfig) -> dict[str, TopicInfo]:
-        """Named topics plus pattern matches; internal topics only when named or allowed."""
+        """Named topics plus pattern matches; internal topics only when named or allowed.
+
+        An empty selection is a :class:`ConfigError`: a scheduled backup that silently backs up
+        nothing would look healthy forever.
+        """
+        if not cfg.topics and not cfg.topic_patterns:
+            raise ConfigError("nothing to back up: set backup.topics or backup.topic_patterns "
+                              "(KAFKA_BACKUP_BACKUP__TOPICS, --topic)", field="backup.topics")
         every = self.topics()
         chosen: dict[str, TopicInfo] = {}
         missing = [name for name in cfg.topics if name not in every]
@@ -157,6 +181,9 @@ class Cluster:
         for pattern in cfg.exclude_patterns:
             rx = re.compile(pattern)
             chosen = {n: i for n, i in chosen.items() if not rx.fullmatch(n) or n in cfg.topics}
+        if not chosen:
+            raise ConfigError(f"backup.topic_patterns {cfg.topic_patterns} match no topic in the cluster "
+                              "(after backup.exclude_patterns)", field="backup.topic_patterns")
         return dict(sorted(chosen.items()))
 
     def topic_configs(self, topics: Iterable[str]) -> dict[str, dict[str, Any]]:
@@ -232,12 +259,19 @@ class Cluster:
         return sorted(set(ids))
 
     def group_offsets(self, topics: Iterable[str] | None = None) -> dict[str, dict[TopicPartition, GroupOffset]]:
-        """Committed offsets of every group, limited to ``topics`` when given."""
+        """Committed offsets of every group, limited to ``topics`` when given.
+
+        One OffsetFetch per group coordinator covering all its groups (OffsetFetch v8+, Kafka 3.0+),
+        so a cluster with thousands of groups costs a handful of round trips, not one per group.
+        """
         wanted = set(topics) if topics is not None else None
+        gids = self.group_ids()
+        if not gids:
+            return {}
+        with translate(f"list offsets of {len(gids)} group(s)"):
+            res = self.admin.list_group_offsets({gid: None for gid in gids})
         out: dict[str, dict[TopicPartition, GroupOffset]] = {}
-        for gid in self.group_ids():
-            with translate(f"list offsets of group {gid}"):
-                res = self.admin.list_group_offsets({gid: None})
+        for gid in gids:
             offsets = {}
             for tp, om in res.get(gid, {}).items():
                 if (wanted is None or tp.topic in wanted) and om.offset is not None and om.offset >= 0:

@@ -11,6 +11,7 @@ Example::
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -35,6 +36,12 @@ DEFAULT_SEGMENT_MAX_BYTES = 64 << 20
 DEFAULT_FETCH_MAX_BYTES = 16 << 20
 DEFAULT_PARTITION_FETCH_MAX_BYTES = 4 << 20  # larger costs memory and, in kafka-python, speed
 DEFAULT_ZSTD_LEVEL = 3
+# Upper bounds: one fetch response (fetch + one oversized partition + overhead) must stay below the
+# raw client's 256 MiB receive limit, and a segment is held in memory while it fills.
+MAX_FETCH_BYTES = 128 << 20
+MAX_PARTITION_FETCH_BYTES = 64 << 20
+MAX_SEGMENT_BYTES = 1 << 30
+ENV_PREFIX = "KAFKA_BACKUP_"
 
 Backend = Literal["s3", "azure", "gcs", "filesystem", "memory", "http"]
 
@@ -224,6 +231,8 @@ class SaslConfig(_Model):
     password: SecretStr | None = None
     #: ``module:callable`` returning a kafka-python ``AbstractTokenProvider`` (OAUTHBEARER).
     token_provider: str | None = None
+    #: Keyword arguments for the token provider callable (e.g. a scope or a client id).
+    token_provider_options: dict[str, str] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _check(self) -> SaslConfig:
@@ -240,8 +249,9 @@ class KafkaConfig(_Model):
     tls: TlsConfig | None = None
     sasl: SaslConfig | None = None
     client_id: str = "kafka-backup"
-    request_timeout_seconds: float = Field(30.0, gt=0)
-    connect_timeout_seconds: float = Field(30.0, gt=0, description="How long to try the bootstrap servers.")
+    request_timeout_seconds: float = Field(30.0, gt=0, le=3600)
+    connect_timeout_seconds: float = Field(30.0, gt=0, le=3600,
+                                           description="How long to try the bootstrap servers.")
 
     @field_validator("bootstrap_servers", mode="before")
     @classmethod
@@ -300,14 +310,23 @@ class BackupConfig(_Model):
     max_records: int | None = Field(None, gt=0, description="Per run, across partitions.")
     max_bytes: int | None = Field(None, gt=0, description="Per run, stored batch bytes.")
     max_seconds: float | None = Field(None, gt=0)
-    segment_max_bytes: int = Field(DEFAULT_SEGMENT_MAX_BYTES, ge=1 << 10)
-    fetch_max_bytes: int = Field(DEFAULT_FETCH_MAX_BYTES, ge=1 << 10)
-    partition_fetch_max_bytes: int = Field(DEFAULT_PARTITION_FETCH_MAX_BYTES, ge=1 << 10)
+    segment_max_bytes: int = Field(DEFAULT_SEGMENT_MAX_BYTES, ge=1 << 10, le=MAX_SEGMENT_BYTES,
+                                   description="Raw batch bytes per segment (held in memory while it fills).")
+    fetch_max_bytes: int = Field(DEFAULT_FETCH_MAX_BYTES, ge=1 << 10, le=MAX_FETCH_BYTES)
+    partition_fetch_max_bytes: int = Field(DEFAULT_PARTITION_FETCH_MAX_BYTES, ge=1 << 10,
+                                           le=MAX_PARTITION_FETCH_BYTES)
     zstd_level: int = Field(DEFAULT_ZSTD_LEVEL, ge=1, le=19)
     shard: ShardConfig = ShardConfig()
     snapshot_metadata: bool = Field(True, description="Snapshot topic configs and group offsets.")
     orphan_grace_seconds: float = Field(6 * 3600, ge=0, description="Uncommitted segments older than this "
                                         "are removed; must exceed the longest run.")
+
+    @field_validator("topics", "topic_patterns", "exclude_patterns", mode="before")
+    @classmethod
+    def _comma_list(cls, value: Any) -> Any:
+        if isinstance(value, str):  # "orders,payments" from an event, a flag or an app setting
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
 
     @field_validator("topic_patterns", "exclude_patterns")
     @classmethod
@@ -329,9 +348,36 @@ class BackupConfig(_Model):
 
 
 class Settings(_Model):
+    """Everything a run needs.  Build it with :meth:`from_env` (functions), :func:`load_settings`
+    (CLI: file, environment, flags) or :meth:`from_mapping` (a payload alone).
+
+    Layers, lowest first: defaults < file (``KAFKA_BACKUP_CONFIG``: a path or a storage URL of a
+    YAML object) < environment (``KAFKA_BACKUP_<SECTION>__<FIELD>``) < event or flags.
+    """
+
+    job: str | None = Field(None, description="A label for logs and metrics, e.g. the schedule's name.")
     kafka: KafkaConfig
     storage: StorageConfig
     backup: BackupConfig = BackupConfig()
+
+    @classmethod
+    def from_env(cls, prefix: str = ENV_PREFIX, *, environ: Mapping[str, str] | None = None,
+                 event: Mapping[str, Any] | None = None, event_source: str = "event") -> Settings:
+        """Settings for a function: optional file, then the environment, then the trigger's payload.
+
+        ``event`` is the part of a schedule's payload that names or narrows the job (same shape as
+        the settings, e.g. ``{"backup": {"shard": {"index": 0, "count": 4}}}``).
+        """
+        env = os.environ if environ is None else environ
+        layers = [*_fallback_layer(env), *_file_layer(env.get(f"{prefix}CONFIG"), env), _env_layer(env, prefix)]
+        if event:
+            layers.append(_Layer(event_source, _event_data(event, event_source)))
+        return _build(layers)
+
+    @classmethod
+    def from_mapping(cls, payload: Mapping[str, Any], *, source: str = "event") -> Settings:
+        """Settings from one mapping (e.g. a whole job in an event payload); errors name ``source``."""
+        return _build([_Layer(source, _event_data(payload, source))])
 
 
 # --------------------------------------------------------------------------------------------- loading
@@ -371,6 +417,10 @@ def _read_yaml(path: str | Path) -> dict[str, Any]:
         text = Path(path).read_text()
     except OSError as exc:
         raise ConfigError(f"cannot read config file: {exc.strerror}", source=source) from exc
+    return _parse_yaml(text, source)
+
+
+def _parse_yaml(text: str, source: str) -> dict[str, Any]:
     try:
         loaded = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -398,20 +448,6 @@ def parse_time_ms(value: str | int) -> int:
     return int(dt.timestamp() * 1000)
 
 
-def _deep_merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in over.items():
-        if value is None:
-            continue
-        if key == "storage":  # a storage override replaces the whole section (it may switch backend)
-            out[key] = value
-        elif isinstance(value, Mapping) and isinstance(out.get(key), dict):
-            out[key] = _deep_merge(out[key], value)
-        else:
-            out[key] = value
-    return out
-
-
 def _format_validation(exc: ValidationError, source: str, prefix: str = "") -> ConfigError:
     first = exc.errors()[0]
     loc = ".".join([prefix] * bool(prefix) + [str(p) for p in first["loc"]])
@@ -420,31 +456,203 @@ def _format_validation(exc: ValidationError, source: str, prefix: str = "") -> C
     return ConfigError(msg + more, source=source, field=loc or None)
 
 
-def load_settings(path: str | Path | None = None, *, overrides: Mapping[str, Any] | None = None,
-                  env: Mapping[str, str] | None = None) -> Settings:
-    """Build :class:`Settings` from an optional YAML file, then ``overrides`` (flags) on top.
+# Layers ----------------------------------------------------------------------------------------------
+_SECTIONS = ("kafka", "storage", "backup")
+#: ``KAFKA_BACKUP_*`` variables that are not settings (handler knobs, dev tooling).
+_NOT_SETTINGS = frozenset({"CONFIG", "DEADLINE_MARGIN_SECONDS", "TIMEOUT_SECONDS", "SCHEDULE", "LOG_LEVEL",
+                           "METRICS_NAMESPACE", "KEEP_SERVICES", "CACHE", "TOOLS_CACHE", "BENCH_DIR"})
 
-    Without a file, ``KAFKA_BOOTSTRAP_SERVERS`` supplies the brokers when no flag does.
+
+class _Layer:
+    """One source of settings: its name for errors, its data, and where each field came from."""
+
+    def __init__(self, source: str, data: Mapping[str, Any], names: Mapping[str, str] | None = None) -> None:
+        self.source = source
+        self.data = dict(data)
+        #: dotted field path -> how the user wrote it (an environment variable's name, say)
+        self.names = dict(names or {})
+
+
+def _event_data(payload: Mapping[str, Any], source: str) -> dict[str, Any]:
+    if not isinstance(payload, Mapping):
+        raise ConfigError(f"must be a JSON object, got {type(payload).__name__}", source=source)
+    unknown = sorted(set(payload) - {"job", *_SECTIONS})
+    if unknown:
+        raise ConfigError(f"unknown key(s) {', '.join(map(repr, unknown))}; allowed: job, kafka, storage, backup",
+                          source=source)
+    return dict(payload)
+
+
+def _env_layer(env: Mapping[str, str], prefix: str) -> _Layer:
+    """``KAFKA_BACKUP_BACKUP__TOPICS=a,b`` -> ``{"backup": {"topics": ["a", "b"]}}``.
+
+    Nested keys are joined with ``__`` (pydantic-settings' convention); list fields take JSON or
+    comma-separated values.
     """
-    env = os.environ if env is None else env
-    source = str(path) if path else "flags"
     data: dict[str, Any] = {}
-    if path is not None:
-        data = interpolate(_read_yaml(path), env, source=source)
-    if overrides:
-        data = _deep_merge(data, overrides)
-    kafka = data.get("kafka") if isinstance(data.get("kafka"), dict) else None
-    if (kafka is None or not kafka.get("bootstrap_servers")) and env.get("KAFKA_BOOTSTRAP_SERVERS"):
-        data["kafka"] = {**(kafka or {}), "bootstrap_servers": env["KAFKA_BOOTSTRAP_SERVERS"]}
-    if "kafka" not in data:
-        raise ConfigError("no Kafka cluster: pass --bootstrap-servers, set KAFKA_BOOTSTRAP_SERVERS, "
-                          "or add kafka.bootstrap_servers to the config file", source=source)
-    if "storage" not in data:
-        raise ConfigError("no storage: pass --storage URL or add a storage section", source=source)
+    names: dict[str, str] = {}
+    for var in sorted(env):
+        if not var.startswith(prefix):
+            continue
+        rest = var[len(prefix):]
+        if rest in _NOT_SETTINGS or ("__" not in rest and rest.lower() != "job"):
+            continue
+        path = [p.lower() for p in rest.split("__")]
+        if path[0] not in (*_SECTIONS, "job") or not all(path):
+            raise ConfigError(f"{var}: unknown settings section {path[0]!r} (expected KAFKA_BACKUP_KAFKA__…, "
+                              "KAFKA_BACKUP_STORAGE__… or KAFKA_BACKUP_BACKUP__…)", source="environment")
+        node = data
+        for part in path[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"{var} conflicts with another variable", source="environment")
+            node = child
+        node[path[-1]] = _env_value(path, env[var], var)
+        names[".".join(path)] = var
+    return _Layer("environment", data, names)
+
+
+def _fallback_layer(env: Mapping[str, str]) -> list[_Layer]:
+    """``KAFKA_BOOTSTRAP_SERVERS``: the conventional variable, used only when nothing else names
+    the brokers (so a config file's cluster is never silently replaced by a shell's default)."""
+    if not env.get("KAFKA_BOOTSTRAP_SERVERS"):
+        return []
+    return [_Layer("environment", {"kafka": {"bootstrap_servers": env["KAFKA_BOOTSTRAP_SERVERS"]}},
+                   {"kafka.bootstrap_servers": "KAFKA_BOOTSTRAP_SERVERS"})]
+
+
+def _list_field(path: list[str]) -> bool:
+    model: Any = Settings
+    for part in path:
+        field = getattr(model, "model_fields", {}).get(part)
+        if field is None:
+            return False
+        model = field.annotation
+    return getattr(model, "__origin__", None) is list
+
+
+def _env_value(path: list[str], raw: str, var: str) -> Any:
+    text = raw.strip()
+    if _list_field(path):
+        if text.startswith("["):
+            try:
+                value = json.loads(text)
+            except ValueError as exc:
+                raise ConfigError(f"{var}: not a JSON list: {exc}", source="environment") from exc
+            return value
+        return [item.strip() for item in text.split(",") if item.strip()]
+    if text.startswith("{"):
+        try:
+            return json.loads(text)
+        except ValueError as exc:
+            raise ConfigError(f"{var}: not a JSON object: {exc}", source="environment") from exc
+    return raw
+
+
+def _file_layer(location: str | None, env: Mapping[str, str]) -> list[_Layer]:
+    """The optional YAML file: a path, or a storage URL (``s3://bucket/conf/backup.yaml``)."""
+    if not location:
+        return []
+    if "://" in location and not location.startswith("file://"):
+        from .errors import StorageError
+        from .storage import open_store
+
+        base, _, name = location.rstrip("/").rpartition("/")
+        if not name or "://" not in base:
+            raise ConfigError(f"{redact_url(location)!r} does not name an object", source="KAFKA_BACKUP_CONFIG")
+        try:
+            text = open_store(base + "/").get(name).decode()
+        except StorageError as exc:
+            raise ConfigError(f"cannot read config object: {exc}", source=redact_url(location)) from exc
+        data = _parse_yaml(text, redact_url(location))
+        return [_Layer(redact_url(location), interpolate(data, env, source=redact_url(location)))]
+    path = location.removeprefix("file://")
+    return [_Layer(path, interpolate(_read_yaml(path), env, source=path))]
+
+
+def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    """Deep merge; a storage section that names a location (url/backend) replaces the lower one."""
+    out = dict(base)
+    for key, value in over.items():
+        if value is None:
+            continue
+        if key == "storage" and isinstance(value, Mapping) and ({"url", "backend"} & set(value)):
+            out[key] = dict(value)
+        elif isinstance(value, Mapping) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _has(node: Any, path: list[str]) -> bool:
+    for part in path:
+        if isinstance(node, Mapping) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        else:
+            return False
+    return True
+
+
+def _origin(layers: list[_Layer], loc: tuple[Any, ...]) -> tuple[str, str]:
+    """Which layer supplied the field at ``loc`` (the highest one that has it), and its name there.
+
+    A missing field belongs to the highest layer that wrote its section.
+    """
+    path = [str(p) for p in loc]
+    for layer in reversed(layers):
+        if _has(layer.data, path):
+            return layer.source, layer.names.get(".".join(p for p in path if not p.isdigit()), "")
+    for depth in range(len(path) - 1, 0, -1):
+        for layer in reversed(layers):
+            if _has(layer.data, path[:depth]):
+                return layer.source, ""
+    return (layers[-1].source if layers else "defaults"), ""
+
+
+def _build(layers: list[_Layer]) -> Settings:
+    data: dict[str, Any] = {}
+    for layer in layers:
+        data = _merge(data, layer.data)
+    sources = " < ".join(layer.source for layer in layers) or "defaults"
+    if not (data.get("kafka") or {}).get("bootstrap_servers"):
+        raise ConfigError("no Kafka cluster: set KAFKA_BACKUP_KAFKA__BOOTSTRAP_SERVERS (or "
+                          "KAFKA_BOOTSTRAP_SERVERS), pass --bootstrap-servers, or add kafka.bootstrap_servers "
+                          "to the config file", source=sources, field="kafka.bootstrap_servers")
+    if not data.get("storage"):
+        raise ConfigError("no storage: set KAFKA_BACKUP_STORAGE__URL, pass --storage URL, or add a storage "
+                          "section to the config file", source=sources, field="storage")
     try:
         return Settings.model_validate(data)
     except ValidationError as exc:
-        raise _format_validation(exc, source) from exc
+        first = exc.errors()[0]
+        loc = tuple(first["loc"])
+        source, name = _origin(layers, ("storage", "url") if loc == ("storage",) else loc)
+        err = _format_validation(exc, source)
+        if name and err.field:
+            message = str(err).removeprefix(f"{source}: {err.field}: ")
+            raise ConfigError(message, source=source, field=f"{err.field} ({name})") from exc
+        raise err from exc
+    except ValueError as exc:  # a storage URL that cannot be parsed
+        raise ConfigError(str(exc), source=sources, field="storage.url") from exc
+
+
+def load_settings(path: str | Path | None = None, *, overrides: Mapping[str, Any] | None = None,
+                  env: Mapping[str, str] | None = None, overrides_source: str = "flags") -> Settings:
+    """CLI settings: the YAML file (or ``KAFKA_BACKUP_CONFIG``), the environment, then ``overrides``.
+
+    Every error names the layer the bad value came from (the file, ``environment`` with the
+    variable's name, or ``flags``) and the field path.
+    """
+    env = os.environ if env is None else env
+    layers = [*_fallback_layer(env),
+              *_file_layer(str(path) if path is not None else env.get(f"{ENV_PREFIX}CONFIG"), env),
+              _env_layer(env, ENV_PREFIX)]
+    if overrides:
+        layers.append(_Layer(overrides_source, {k: v for k, v in overrides.items() if v is not None}))
+    return _build(layers)
 
 
 def storage_from_url(url: str, **fields: Any) -> StorageConfig:

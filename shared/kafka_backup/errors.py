@@ -15,14 +15,40 @@ Callers catch these, never a library's own exceptions: obstore errors are transl
     │   └── StorageUnsupported      the backend cannot do this operation
     ├── CorruptSegmentError         a segment or commit record fails its checksum or format
     ├── KafkaClientError            the cluster refused or could not be reached
+    │   ├── KafkaAuthError          authentication or TLS trust failed (credentials, CA, hostname)
     │   └── IncompatibleKafkaError  kafka-python internals or broker protocol versions changed
     ├── BackupIntegrityError        the committed chain is inconsistent (overlap, missing segment)
-    └── RestoreError                a restore cannot proceed (target too small, group active, ...)
+    ├── RestoreError                a restore cannot proceed (target too small, group active, ...)
+    └── RunFailedError              a backup run failed, whole or in part (``RunResult.raise_for_status``)
 
 Messages never contain secrets: credentials are never part of a key, URL or field value we echo.
+
+Exit codes are part of the public contract (the CLI returns them, handlers log them, alarms and
+scripts branch on them): :class:`ExitCode` and :func:`exit_code_for` are the one mapping.
 """
 
 from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    """What a run's outcome means to a scheduler, a script or an alarm."""
+
+    OK = 0  #: success; a run stopped by its budget or deadline is a success (the next run resumes)
+    FAILED = 1  #: a partition failed, ``verify`` found a problem, or a restore failed
+    CONFIG = 2  #: usage, configuration, credentials or TLS trust: a human must change a setting
+    GAPS = 3  #: success, but offsets were lost to retention before they were backed up (recorded)
+    UNREACHABLE = 4  #: Kafka or storage could not be reached or refused the request
+
+
+def exit_code_for(exc: BaseException) -> ExitCode:
+    """The exit code of a run that ended with ``exc`` (anything not ours is a plain failure)."""
+    if isinstance(exc, ConfigError | KafkaAuthError):
+        return ExitCode.CONFIG
+    if isinstance(exc, KafkaClientError | StorageError) and not isinstance(exc, IncompatibleKafkaError):
+        return ExitCode.UNREACHABLE
+    return ExitCode.FAILED
 
 
 class KafkaBackupError(Exception):
@@ -81,6 +107,14 @@ class KafkaClientError(KafkaBackupError):
         super().__init__(f"{where}: {message}" if where else message)
 
 
+class KafkaAuthError(KafkaClientError):
+    """SASL authentication, authorization or TLS certificate verification failed.
+
+    A configuration problem (wrong password, missing CA, wrong host name, missing ACL), not an
+    outage: retrying does not help, so it maps to :attr:`ExitCode.CONFIG`.
+    """
+
+
 class IncompatibleKafkaError(KafkaClientError):
     """kafka-python's internals or the broker's protocol versions are not what we were built for."""
 
@@ -95,3 +129,14 @@ class BackupIntegrityError(KafkaBackupError):
 
 class RestoreError(KafkaBackupError):
     """A restore cannot proceed; nothing was written when this is raised before producing."""
+
+
+class RunFailedError(KafkaBackupError):
+    """A backup run failed as a whole or for some partitions; committed work stays committed.
+
+    ``exit_code`` is what the CLI would exit with for the same run.
+    """
+
+    def __init__(self, message: str, *, exit_code: int = 1) -> None:
+        self.exit_code = exit_code
+        super().__init__(message)

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from .catalog import CommitRecord, PartitionChain, list_partitions, list_topics
+from .catalog import CommitRecord, PartitionChain, list_partitions, list_topics, read_topic_id
 from .errors import KafkaBackupError
 from .segment import SegmentReader
 from .storage import Store
@@ -29,6 +29,7 @@ class GapInfo:
 class PartitionSummary:
     topic: str
     partition: int
+    topic_id: str | None = None  # the topic id this backup belongs to (None: not recorded)
     start_offset: int | None = None
     end_offset: int | None = None
     records: int = 0
@@ -67,16 +68,23 @@ class VerifyReport:
         return sum(p.gap_offsets for p in self.partitions)
 
 
-def _partitions(store: Store, topics: Iterable[str] | None) -> list[tuple[str, int]]:
+def _partitions(store: Store, topics: Iterable[str] | None) -> list[tuple[str, int, str | None]]:
     names = list(topics) if topics else list_topics(store)
-    return [(t, p) for t in names for p in list_partitions(store, t)]
+    out: list[tuple[str, int, str | None]] = []
+    for t in names:
+        try:
+            topic_id = read_topic_id(store, t)
+        except KafkaBackupError:
+            topic_id = None  # verify reports the damaged object through the chain walk below
+        out.extend((t, p, topic_id) for p in list_partitions(store, t))
+    return out
 
 
 def summarize(store: Store, topics: Iterable[str] | None = None) -> list[PartitionSummary]:
     """Per partition: committed range, records, stored bytes, time range and gaps."""
     out = []
-    for topic, partition in _partitions(store, topics):
-        s = PartitionSummary(topic, partition)
+    for topic, partition, topic_id in _partitions(store, topics):
+        s = PartitionSummary(topic, partition, topic_id)
         for rec in PartitionChain(store, topic, partition).walk():
             _account(s, rec)
         out.append(s)
@@ -100,11 +108,20 @@ def _account(s: PartitionSummary, rec: CommitRecord) -> None:
 
 
 def verify(store: Store, topics: Iterable[str] | None = None) -> VerifyReport:
-    """Check every checksum and the chain's continuity; collect problems instead of stopping."""
+    """Check every checksum and the chain's continuity; collect problems instead of stopping.
+
+    A location that holds no backup at all is a problem too: a typo in a prefix must fail a
+    nightly check, not pass it with "0 segments".
+    """
     report = VerifyReport([], [])
-    for topic, partition in _partitions(store, topics):
+    found = _partitions(store, topics)
+    if not found:
+        what = f" for topic(s) {', '.join(topics)}" if topics else ""
+        report.problems.append(Problem(store.display, f"no backup found at {store.display}{what}"))
+        return report
+    for topic, partition, topic_id in found:
         chain = PartitionChain(store, topic, partition)
-        s = PartitionSummary(topic, partition)
+        s = PartitionSummary(topic, partition, topic_id)
         report.partitions.append(s)
         try:
             starts = chain.commit_starts()

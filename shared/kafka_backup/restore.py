@@ -328,7 +328,7 @@ class RestoreRun:
     def _producer(self, batch_size: int, rid: str) -> Any:
         from kafka import KafkaProducer
 
-        with translate("create producer"):  # ValueError: a bad setting, reported as such
+        with translate("create producer", settings_errors=True):
             producer = KafkaProducer(**client_kwargs(self.settings.kafka),
                                      transactional_id=f"kafka-backup-restore-{rid}",
                                      **(_PRODUCER_DEFAULTS | {"batch_size": batch_size}))
