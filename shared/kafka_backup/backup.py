@@ -817,7 +817,7 @@ class BackupRun:
 
 def run_backup(settings: Settings, *, deadline: Deadline | datetime | None = None, deadline_s: float | None = None,
                progress: Callable[[str, int, int], None] | None = None, raise_on_error: bool = True,
-               store: Store | None = None) -> RunResult:
+               store: Store | None = None, credential_provider: Any = None) -> RunResult:
     """Back up every selected partition up to its snapshotted end, within the budgets.
 
     ``deadline`` is the instant the caller must have control back by (a :class:`Deadline`, i.e. a
@@ -833,6 +833,9 @@ def run_backup(settings: Settings, *, deadline: Deadline | datetime | None = Non
     ``RunResult`` with ``ok=False`` and ``error``/``error_type`` set, so a handler can log and emit
     metrics first and then call :meth:`RunResult.raise_for_status`.
 
+    ``credential_provider`` (an obstore credential provider built by a handler from its platform's
+    identity library) opens the storage with that identity instead of obstore's default chain.
+
     Example::
 
         result = run_backup(Settings.from_env(), deadline=Deadline.after(remaining_s - 30),
@@ -844,7 +847,8 @@ def run_backup(settings: Settings, *, deadline: Deadline | datetime | None = Non
     started = now_iso()
     run: BackupRun | None = None
     try:
-        run = BackupRun(settings, deadline=limit, progress=progress, store=store)
+        run = BackupRun(settings, deadline=limit, progress=progress,
+                        store=store or open_store(settings.storage, credential_provider=credential_provider))
         return run.run()
     except Exception as exc:
         if raise_on_error:

@@ -233,9 +233,18 @@ class Store:
                           meta.get("version"))
 
 
-def open_store(target: str | StorageConfig) -> Store:
-    """Open a store from a URL or validated config; credentials default to the platform identity."""
+def open_store(target: str | StorageConfig, *, credential_provider: Any = None) -> Store:
+    """Open a store from a URL or validated config; credentials default to the platform identity.
+
+    ``credential_provider`` is one of obstore's providers (``obstore.auth.azure.AzureCredentialProvider``,
+    ``obstore.auth.google.GoogleCredentialProvider``, ``obstore.auth.boto3.Boto3CredentialProvider``)
+    built by a handler around its platform's identity library: the engine never imports a cloud SDK.
+    """
     cfg = storage_from_url(target) if isinstance(target, str) else target
+    if credential_provider is not None and cfg.backend in {"s3", "azure", "gcs"}:
+        client_extra: dict[str, Any] = {"credential_provider": credential_provider}
+    else:
+        client_extra = {}
     client: Any = {"timeout": f"{cfg.request_timeout_seconds}s"}
     if cfg.allow_http:
         client["allow_http"] = True
@@ -243,9 +252,9 @@ def open_store(target: str | StorageConfig) -> Store:
     display = cfg.display()
     with _translate("open", None, display):
         if cfg.backend == "s3":
-            return Store(_open_s3(cfg, client, extra), prefix=cfg.prefix, display=display)
+            return Store(_open_s3(cfg, client, extra, client_extra), prefix=cfg.prefix, display=display)
         if cfg.backend == "azure":
-            return Store(_open_azure(cfg, client, extra), prefix=cfg.prefix, display=display)
+            return Store(_open_azure(cfg, client, extra, client_extra), prefix=cfg.prefix, display=display)
         if cfg.backend == "gcs":
             gcs: dict[str, Any] = dict(extra)
             if cfg.base_url:
@@ -254,7 +263,8 @@ def open_store(target: str | StorageConfig) -> Store:
                 gcs["service_account"] = cfg.service_account_path
             if cfg.skip_signature:
                 gcs["skip_signature"] = True
-            return Store(GCSStore(cfg.bucket, client_options=client, **gcs), prefix=cfg.prefix, display=display)
+            return Store(GCSStore(cfg.bucket, client_options=client, **client_extra, **gcs), prefix=cfg.prefix,
+                         display=display)
         if cfg.backend == "filesystem":
             assert cfg.path is not None
             root = Path(cfg.path).expanduser().resolve()
@@ -279,7 +289,7 @@ def open_store(target: str | StorageConfig) -> Store:
                      create_via_copy=True)
 
 
-def _open_s3(cfg: StorageConfig, client: Any, extra: dict[str, Any]) -> S3Store:
+def _open_s3(cfg: StorageConfig, client: Any, extra: dict[str, Any], client_extra: dict[str, Any]) -> S3Store:
     s3: dict[str, Any] = dict(extra)
     if cfg.region:
         s3["region"] = cfg.region
@@ -302,10 +312,10 @@ def _open_s3(cfg: StorageConfig, client: Any, extra: dict[str, Any]) -> S3Store:
             s3["virtual_hosted_style_request"] = True
     else:
         s3["virtual_hosted_style_request"] = not path_style
-    return S3Store(cfg.bucket, client_options=client, **s3)
+    return S3Store(cfg.bucket, client_options=client, **client_extra, **s3)
 
 
-def _open_azure(cfg: StorageConfig, client: Any, extra: dict[str, Any]) -> AzureStore:
+def _open_azure(cfg: StorageConfig, client: Any, extra: dict[str, Any], client_extra: dict[str, Any]) -> AzureStore:
     az: dict[str, Any] = dict(extra)
     if cfg.use_emulator:
         az["use_emulator"] = True
@@ -317,4 +327,4 @@ def _open_azure(cfg: StorageConfig, client: Any, extra: dict[str, Any]) -> Azure
         az["sas_key"] = reveal(cfg.sas_token)
     if cfg.endpoint:
         az["endpoint"] = cfg.endpoint
-    return AzureStore(cfg.container_name, client_options=client, **az)
+    return AzureStore(cfg.container_name, client_options=client, **client_extra, **az)
