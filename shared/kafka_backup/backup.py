@@ -438,9 +438,10 @@ class BackupRun:
                     self._enter("select")
                     topics = cluster.select_topics(self.cfg)
                     refused = self._check_identity(topics)
-                    if self.cfg.snapshot_metadata:
+                    accepted = {name: info for name, info in topics.items() if name not in refused}
+                    if self.cfg.snapshot_metadata and accepted:
                         self._enter("metadata")
-                        self._snapshot_metadata(cluster, topics)
+                        self._snapshot_metadata(cluster, accepted)
                     self._enter("snapshot")
                     jobs = self._plan(cluster, topics, refused)
                     self._enter("sweep")

@@ -629,8 +629,12 @@ def _build(layers: list[_Layer]) -> Settings:
     except ValidationError as exc:
         first = exc.errors()[0]
         loc = tuple(first["loc"])
-        source, name = _origin(layers, ("storage", "url") if loc == ("storage",) else loc)
+        if loc == ("storage",) and "url" in data["storage"]:  # the URL's own validator failed
+            loc = ("storage", "url")
+        source, name = _origin(layers, loc)
         err = _format_validation(exc, source)
+        if loc == ("storage", "url"):
+            err = ConfigError(str(err).removeprefix(f"{source}: storage: "), source=source, field="storage.url")
         if name and err.field:
             message = str(err).removeprefix(f"{source}: {err.field}: ")
             raise ConfigError(message, source=source, field=f"{err.field} ({name})") from exc

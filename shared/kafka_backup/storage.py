@@ -289,7 +289,8 @@ def open_store(target: str | StorageConfig, *, credential_provider: Any = None) 
                      create_via_copy=True)
 
 
-def _open_s3(cfg: StorageConfig, client: Any, extra: dict[str, Any], client_extra: dict[str, Any]) -> S3Store:
+def _open_s3(cfg: StorageConfig, client: Any, extra: dict[str, Any], client_extra: dict[str, Any] | None = None
+             ) -> S3Store:
     s3: dict[str, Any] = dict(extra)
     if cfg.region:
         s3["region"] = cfg.region
@@ -312,10 +313,11 @@ def _open_s3(cfg: StorageConfig, client: Any, extra: dict[str, Any], client_extr
             s3["virtual_hosted_style_request"] = True
     else:
         s3["virtual_hosted_style_request"] = not path_style
-    return S3Store(cfg.bucket, client_options=client, **client_extra, **s3)
+    return S3Store(cfg.bucket, client_options=client, **(client_extra or {}), **s3)
 
 
-def _open_azure(cfg: StorageConfig, client: Any, extra: dict[str, Any], client_extra: dict[str, Any]) -> AzureStore:
+def _open_azure(cfg: StorageConfig, client: Any, extra: dict[str, Any], client_extra: dict[str, Any] | None = None
+                ) -> AzureStore:
     az: dict[str, Any] = dict(extra)
     if cfg.use_emulator:
         az["use_emulator"] = True
@@ -327,4 +329,4 @@ def _open_azure(cfg: StorageConfig, client: Any, extra: dict[str, Any], client_e
         az["sas_key"] = reveal(cfg.sas_token)
     if cfg.endpoint:
         az["endpoint"] = cfg.endpoint
-    return AzureStore(cfg.container_name, client_options=client, **client_extra, **az)
+    return AzureStore(cfg.container_name, client_options=client, **(client_extra or {}), **az)
