@@ -126,6 +126,6 @@ def test_from_mapping_alone() -> None:
     s = Settings.from_mapping({"kafka": {"bootstrap_servers": "m:1"}, "storage": {"url": "memory://"}},
                               source="job orders")
     assert s.kafka.bootstrap_servers == ["m:1"]
-    with pytest.raises(ConfigError, match="^job orders: backup.zstd_level"):
+    with pytest.raises(ConfigError, match=r"^job orders: backup\.zstd_level"):
         Settings.from_mapping({"kafka": {"bootstrap_servers": "m:1"}, "storage": {"url": "memory://"},
                                "backup": {"zstd_level": 99}}, source="job orders")
