@@ -19,9 +19,17 @@ Buckets: obstore cannot create buckets.  Use :func:`create_bucket`, i.e. the JSO
 ⚠️ What obstore 0.12.1 can do against it (details in ``docs/emulators.md``): **reads only**.
 ``get``/range/``head``/``list``/``list_with_delimiter``/``delete`` work, but every write
 (``put`` in any mode, ``copy``, ``rename``, multipart, ``open_writer``) gets
-``400 invalid uploadType``: fake-gcs-server has no XML-API object upload (upstream issue #331; the fork
-object_store's CI used was never merged).  Seed objects through the JSON API instead
-(``POST /upload/storage/v1/b/<bucket>/o?uploadType=media&name=<object>``).
+``400 invalid uploadType``: fake-gcs-server has no XML-API object upload (upstream issue #331).
+Seed objects through the JSON API instead (:func:`upload_object`).  It is still the most faithful
+GCS stand-in obtainable here: newer fake-gcs-server code, its XML-API forks and Google's
+storage-testbench are not served by any reachable registry, and the PyPI ``gcp-storage-emulator``
+breaks on obstore's reads as well (no ``ETag``/``Last-Modified``, no HEAD/DELETE/list, and a 501
+for any bucket name with ``-``, which obstore percent-encodes).  ``docs/emulators.md`` has the
+comparison; ``dev/gcs_recorder.py`` records the write requests obstore sends.
+
+Credentials: open stores with ``service_account_path=`` a file from :func:`emulator_credentials`.
+Without it obstore asks the GCE metadata server for a token before every upload, even with
+``skip_signature``, and that server is off this machine.
 
 Environment knobs: ``GCS_PORT`` (default 4443), ``GCS_BACKEND`` (``filesystem`` or ``memory``),
 ``GCS_LOG_LEVEL`` (default ``warn``), ``FAKE_GCS_VERSION`` (module version to build), and
@@ -165,6 +173,26 @@ def create_bucket(name: str, base_url: str | None = None) -> None:
     except urllib.error.HTTPError as exc:
         if exc.code != 409:
             raise ServiceError(f"gcs: creating bucket {name!r} failed: HTTP {exc.code} {exc.read()[:500]!r}") from exc
+
+
+def emulator_credentials(path: Path, base_url: str | None = None) -> Path:
+    """Write a service-account key file that makes obstore send no credentials at all; return ``path``.
+
+    Why it is needed: object_store 0.14 fetches an OAuth token before every *upload*, even with
+    ``skip_signature`` (that flag is consulted on reads and deletes only).  With no credentials
+    configured the fetch goes to the GCE metadata server (``metadata.google.internal``, then
+    ``169.254.169.254``), i.e. off this machine.  A key with ``disable_oauth`` makes every request
+    carry an empty bearer token and no token request is ever made; object_store's own tests against
+    fake-gcs-server use the same trick.  The key holds no secret (empty private key); open a store
+    with ``service_account_path=<path>``.  A ``base_url`` given to the store wins over the file's
+    ``gcs_base_url`` (so one file serves a recording proxy too).
+    """
+    url = (base_url or os.environ.get("GCS_BASE_URL") or SERVICE.url).rstrip("/")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # private_key_id must be present (serde rejects the file without it), empty is fine.
+    path.write_text(json.dumps({"gcs_base_url": url, "disable_oauth": True, "client_email": "",
+                                "private_key": "", "private_key_id": ""}))
+    return path
 
 
 def upload_object(bucket: str, name: str, data: bytes, base_url: str | None = None) -> None:
