@@ -12,11 +12,22 @@ Layout (all under the git-ignored cache):
 * ``.cache/kafka/<version>/.installed`` - marker, so a second install costs nothing;
 * ``.cache/kafka/log4j2.properties`` - the broker logs INFO to stdout (captured in ``run/kafka.log``);
 * ``.cache/run/kafka-data/`` - ``server.properties`` and the log dirs, wiped and reformatted on
-  every start: tests use unique topic names and a fresh cluster keeps runs independent.
+  every start: tests use unique topic names and a fresh cluster keeps runs independent;
+* ``.cache/run/kafka-certs/`` - the TLS test CA and broker key (:mod:`dev.certs`), reused across starts;
+* ``.cache/run/kafka-secure.json`` - how to reach the secured listener (see below), rewritten on
+  every start with a new SCRAM password.
+
+Two client listeners: ``PLAINTEXT`` on ``KAFKA_PORT`` (what most tests use) and ``SASL_SSL`` on
+``KAFKA_SECURE_PORT`` (default ``KAFKA_PORT + 2``) with TLS from :mod:`dev.certs` and two SASL
+mechanisms: SCRAM-SHA-512 for one user created at format time, and OAUTHBEARER validated by Kafka's
+*unsecured* JWT validator (any ``alg: none`` token with ``sub`` and ``exp`` is accepted - test only).
+Clients find the listener, the CA and the credentials in ``kafka-secure.json``; the endpoint
+environment names the file (``KAFKA_SECURE_CONFIG``), the listener and the CA, never the password.
 
 Environment knobs: ``KAFKA_VERSION`` (default :data:`DEFAULT_VERSION`), ``KAFKA_PORT`` (client port;
-the controller listens on the next port), ``KAFKA_JVM_OPTS`` (replaces :data:`JVM_OPTS`), and
-``KAFKA_BOOTSTRAP_SERVERS`` to use a broker running elsewhere instead.
+the controller listens on the next port), ``KAFKA_SECURE_PORT``, ``KAFKA_JVM_OPTS`` (replaces
+:data:`JVM_OPTS`), and ``KAFKA_BOOTSTRAP_SERVERS`` to use a broker running elsewhere instead (then
+there is no secured listener and the tests that need it skip).
 """
 
 from __future__ import annotations
@@ -24,7 +35,9 @@ from __future__ import annotations
 import base64
 import contextlib
 import fcntl
+import json
 import os
+import secrets
 import shutil
 import time
 import uuid
@@ -32,11 +45,17 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from dev import certs
 from dev._common import CACHE, HOST, RUN, Service, ServiceError, log, port_open, run
 
 #: 4.1.x: a stable line that kafka-python 3.0.12 knows by name (it infers brokers up to 4.3).
 DEFAULT_VERSION = "4.1.1"
 DEFAULT_PORT = 39092
+#: The SCRAM-SHA-512 user of the secured listener; its password is new on every broker start.
+SCRAM_USER = "kafka-backup-test"
+SCRAM_MECHANISM = "SCRAM-SHA-512"
+#: Prefix of every per-listener setting of the secured listener (Kafka lower-cases the name).
+_SECURE = "listener.name.sasl_ssl."
 #: The log4j2 release Kafka 4.0-4.1 builds against; it supplies the slf4j 1.7 binding that the
 #: ``kafka_2.13`` pom leaves out (the release tarball ships it in ``libs/``).
 LOG4J_VERSION = "2.24.3"
@@ -154,8 +173,25 @@ class Kafka(Service):
         return self.port + 1
 
     @property
+    def secure_port(self) -> int:
+        return int(os.environ.get("KAFKA_SECURE_PORT", self.port + 2))
+
+    @property
     def bootstrap(self) -> str:
         return f"{HOST}:{self.port}"
+
+    @property
+    def secure_bootstrap(self) -> str:
+        return f"{HOST}:{self.secure_port}"
+
+    @property
+    def cert_files(self) -> certs.CertFiles:
+        return certs.CertFiles(RUN / "kafka-certs")
+
+    @property
+    def secure_config(self) -> Path:
+        """JSON with the secured listener's address, CA files and SCRAM credentials (mode 0600)."""
+        return RUN / "kafka-secure.json"
 
     @property
     def home(self) -> Path:
@@ -180,11 +216,13 @@ class Kafka(Service):
             "process.roles": "broker,controller",
             "node.id": "1",
             "controller.quorum.voters": f"1@{HOST}:{self.controller_port}",
-            "listeners": f"PLAINTEXT://{HOST}:{self.port},CONTROLLER://{HOST}:{self.controller_port}",
-            "advertised.listeners": f"PLAINTEXT://{HOST}:{self.port}",
+            "listeners": (f"PLAINTEXT://{HOST}:{self.port},CONTROLLER://{HOST}:{self.controller_port},"
+                          f"SASL_SSL://{HOST}:{self.secure_port}"),
+            "advertised.listeners": f"PLAINTEXT://{HOST}:{self.port},SASL_SSL://{HOST}:{self.secure_port}",
             "controller.listener.names": "CONTROLLER",
             "inter.broker.listener.name": "PLAINTEXT",
-            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_SSL:SASL_SSL",
+            **self.secure_listener_properties(),
             "log.dirs": str(self.datadir / "logs"),
             # One node: internal topics must accept replication factor 1 (transactions need both).
             "offsets.topic.replication.factor": "1",
@@ -218,6 +256,29 @@ class Kafka(Service):
             "num.io.threads": "4",
             "background.threads": "4",
             "num.recovery.threads.per.data.dir": "1",
+        }
+
+    def secure_listener_properties(self) -> dict[str, str]:
+        """TLS and SASL of the ``SASL_SSL`` listener only; the PLAINTEXT listener is untouched.
+
+        TLS: a PEM key store (key + chain in one file, no store password); no client certificates.
+        SCRAM: ``ScramLoginModule`` checks the credentials stored in the metadata log at format time.
+        OAUTHBEARER: without ``sasl.server.callback.handler.class`` Kafka validates with its
+        unsecured JWT handler (``alg: none``; ``sub`` names the principal, ``exp`` is required);
+        the login module still needs ``unsecuredLoginStringClaim_sub`` to start, though this broker
+        never logs in as a client on this listener.  No authorizer: any authenticated user may do
+        anything, which is what backup/restore tests need.
+        """
+        return {
+            f"{_SECURE}ssl.keystore.type": "PEM",
+            f"{_SECURE}ssl.keystore.location": str(self.cert_files.broker_keystore),
+            f"{_SECURE}ssl.client.auth": "none",
+            f"{_SECURE}sasl.enabled.mechanisms": f"{SCRAM_MECHANISM},OAUTHBEARER",
+            f"{_SECURE}{SCRAM_MECHANISM.lower()}.sasl.jaas.config":
+                "org.apache.kafka.common.security.scram.ScramLoginModule required;",
+            f"{_SECURE}oauthbearer.sasl.jaas.config":
+                "org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required "
+                'unsecuredLoginStringClaim_sub="kafka-broker";',
         }
 
     def jvm_opts(self) -> list[str]:
@@ -282,28 +343,43 @@ class Kafka(Service):
         if self.datadir.exists():
             shutil.rmtree(self.datadir)
         self.datadir.mkdir(parents=True)
+        certs.ensure(self.cert_files.directory)
         lines = [f"{key}={value}" for key, value in self.properties().items()]
         self.server_properties.write_text("# Generated by dev/kafka.py\n" + "\n".join(lines) + "\n")
         # Kafka's cluster ids are 16 random bytes in URL-safe base64 without padding (22 chars).
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
-        run(self._java_argv("kafka.tools.StorageTool", "format", "-t", cluster_id,
-                            "-c", str(self.server_properties)),
-            what="kafka: StorageTool format")
+        # A new password per start: URL-safe characters need no quoting inside --add-scram's [..].
+        password = secrets.token_urlsafe(24)
+        try:
+            run(self._java_argv("kafka.tools.StorageTool", "format", "-t", cluster_id,
+                                "-c", str(self.server_properties),
+                                "--add-scram", f"{SCRAM_MECHANISM}=[name={SCRAM_USER},password={password}]"),
+                what="kafka: StorageTool format")
+        except ServiceError as exc:
+            raise ServiceError(str(exc).replace(password, "***")) from None
+        self._write_secure_config(password)
 
     def command(self) -> tuple[list[str], dict[str, str], Path | None]:
         return self._java_argv("kafka.Kafka", str(self.server_properties)), {}, self.datadir
 
     def ready(self) -> bool:
-        """Port open, then one ApiVersions+Metadata round trip through kafka-python lists a broker.
+        """Both client listeners answer: a PLAINTEXT and a SCRAM-over-TLS round trip list a broker.
 
-        The port check keeps the probe instant when nothing runs; the client round trip matters
-        because the socket accepts before the broker has caught up with its metadata log.
+        The port checks keep the probe instant when nothing runs; the client round trips matter
+        because the socket accepts before the broker has caught up with its metadata log.  The
+        secured round trip also proves that the broker was started with this file's configuration
+        and the password in :attr:`secure_config` (a broker from before the secured listener, or
+        one whose credentials file was lost, is not ready and gets restarted).
         """
-        if not port_open(self.port):
+        if not (port_open(self.port) and port_open(self.secure_port)):
             return False
         try:
             with self._admin(timeout_ms=3000) as admin:
                 cluster: dict[str, Any] = admin.describe_cluster()
+            if not cluster.get("brokers"):
+                return False
+            with self._admin(timeout_ms=3000, secure=True) as admin:
+                cluster = admin.describe_cluster()
         except Exception:
             return False
         return bool(cluster.get("brokers"))
@@ -331,18 +407,51 @@ class Kafka(Service):
         inferred = ".".join(map(str, data.broker_version))
         ranges = ", ".join(f"{k.name} v{api_versions[k][0]}-{api_versions[k][1]}" for k in needed[:3])
         log(f"kafka: broker {self.version} (kafka-python {kafka.__version__} negotiated ApiVersions and "
-            f"treats it as {inferred}; {ranges}) at {self.bootstrap}")
+            f"treats it as {inferred}; {ranges}) at {self.bootstrap}; SASL_SSL ({SCRAM_MECHANISM}, "
+            f"OAUTHBEARER) at {self.secure_bootstrap}, settings in {self.secure_config}")
 
     def endpoint(self) -> dict[str, str]:
-        return {self.env_var: self.bootstrap}
+        return {
+            self.env_var: self.bootstrap,
+            "KAFKA_SECURE_BOOTSTRAP_SERVERS": self.secure_bootstrap,
+            "KAFKA_SECURE_CA_FILE": str(self.cert_files.ca),
+            "KAFKA_SECURE_CONFIG": str(self.secure_config),
+        }
 
     # -- helpers ---------------------------------------------------------------------------------
-    def _admin(self, *, timeout_ms: int) -> Any:
-        """A short-lived admin client (imported lazily: ``dev.services`` works without kafka-python)."""
+    def _admin(self, *, timeout_ms: int, secure: bool = False) -> Any:
+        """A short-lived admin client (imported lazily: ``dev.services`` works without kafka-python).
+
+        ``secure``: through the SASL_SSL listener with SCRAM, verifying the certificate and host name.
+        """
         from kafka import KafkaAdminClient
 
-        return KafkaAdminClient(bootstrap_servers=self.bootstrap, client_id="kafka-backup-dev",
-                                request_timeout_ms=timeout_ms, bootstrap_timeout_ms=timeout_ms)
+        kw: dict[str, Any] = {"bootstrap_servers": self.bootstrap}
+        if secure:
+            info = json.loads(self.secure_config.read_text())
+            kw = {"bootstrap_servers": info["bootstrap_servers"], "security_protocol": "SASL_SSL",
+                  "ssl_cafile": info["ca_file"], "ssl_check_hostname": True,
+                  "sasl_mechanism": info["scram"]["mechanism"],
+                  "sasl_plain_username": info["scram"]["username"],
+                  "sasl_plain_password": info["scram"]["password"]}
+        return KafkaAdminClient(client_id="kafka-backup-dev", request_timeout_ms=timeout_ms,
+                                bootstrap_timeout_ms=timeout_ms, **kw)
+
+    def _write_secure_config(self, password: str) -> None:
+        """Tell clients how to reach the secured listener; 0600 because it holds the password."""
+        info = {
+            "bootstrap_servers": self.secure_bootstrap,
+            "security_protocol": "SASL_SSL",
+            "ca_file": str(self.cert_files.ca),
+            "untrusted_ca_file": str(self.cert_files.other_ca),
+            "scram": {"mechanism": SCRAM_MECHANISM, "username": SCRAM_USER, "password": password},
+            "oauthbearer": {"validator": "unsecured-jwt", "principal_claim": "sub"},
+        }
+        tmp = self.secure_config.with_name(f".{self.secure_config.name}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            json.dump(info, handle, indent=2)
+        os.replace(tmp, self.secure_config)
 
     def _write_log4j_config(self) -> None:
         self.log4j_config.parent.mkdir(parents=True, exist_ok=True)

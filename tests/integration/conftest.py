@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import os
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -101,3 +105,53 @@ def wait_for(pred: Callable[[], bool], timeout_s: float, what: str) -> None:
             return
         time.sleep(0.5)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+# ------------------------------------------------------------------------ the secured listener
+@dataclass(frozen=True)
+class SecureKafka:
+    """The local broker's SASL_SSL listener (dev/kafka.py), as written to its ``kafka-secure.json``."""
+
+    bootstrap_servers: str
+    ca_file: str
+    #: A CA that did not sign the broker's certificate: trusting only it must fail.
+    untrusted_ca_file: str
+    scram_mechanism: str
+    username: str
+    password: str
+
+
+@pytest.fixture(scope="session")
+def secure_kafka(kafka_service: dict[str, str]) -> SecureKafka:
+    """Skips when the broker is external: only the local dev broker has the secured listener."""
+    path = kafka_service.get("KAFKA_SECURE_CONFIG") or os.environ.get("KAFKA_SECURE_CONFIG")
+    if not path:
+        pytest.skip("KAFKA_BOOTSTRAP_SERVERS points to an external broker; the SASL_SSL listener with TLS, "
+                    "SCRAM and OAUTHBEARER exists only on the local one (dev/kafka.py; or set KAFKA_SECURE_CONFIG)")
+    info = json.loads(Path(path).read_text())
+    return SecureKafka(bootstrap_servers=info["bootstrap_servers"], ca_file=info["ca_file"],
+                       untrusted_ca_file=info["untrusted_ca_file"], scram_mechanism=info["scram"]["mechanism"],
+                       username=info["scram"]["username"], password=info["scram"]["password"])
+
+
+def secure_kafka_settings(secure: SecureKafka, mechanism: str, *, subject: str = "kafka-backup-it",
+                          **overrides: Any) -> dict[str, Any]:
+    """A ``kafka`` settings section for the secured listener: SCRAM or OAUTHBEARER over verified TLS."""
+    sasl: dict[str, Any]
+    if mechanism == "OAUTHBEARER":
+        sasl = {"mechanism": "OAUTHBEARER", "token_provider": "kafka_backup.oauth:UnsecuredJwtTokenProvider",
+                "token_provider_options": {"subject": subject, "lifetime_seconds": "600"}}
+    else:
+        sasl = {"mechanism": secure.scram_mechanism, "username": secure.username, "password": secure.password}
+    return {"bootstrap_servers": secure.bootstrap_servers, "security_protocol": "SASL_SSL",
+            "tls": {"ca_file": secure.ca_file}, "sasl": sasl, **overrides}
+
+
+def secure_settings(secure: SecureKafka, mechanism: str, storage_url: str, topics: list[str],
+                    **backup: Any) -> Settings:
+    """As :func:`settings`, but every Kafka connection goes through the secured listener."""
+    return Settings.model_validate({
+        "kafka": secure_kafka_settings(secure, mechanism),
+        "storage": storage_from_url(storage_url).model_dump(),
+        "backup": {"topics": topics, **backup},
+    })
