@@ -10,12 +10,15 @@ outage (:class:`KafkaClientError`, exit 4), a protocol mismatch is :class:`Incom
 from __future__ import annotations
 
 import contextlib
+import logging
 import ssl
 from collections.abc import Iterator
 
 from .errors import ConfigError, IncompatibleKafkaError, KafkaAuthError, KafkaBackupError, KafkaClientError
 
-__all__ = ["describe", "kafka_errors", "translate_kafka_error"]
+__all__ = ["bootstrap_causes", "describe", "kafka_errors", "translate_bootstrap_failure", "translate_kafka_error"]
+
+_BOOTSTRAP_LOGGER = "kafka.net.manager"
 
 _AUTH_NAMES = frozenset({
     "SaslAuthenticationFailedError", "UnsupportedSaslMechanismError", "IllegalSaslStateError",
@@ -25,8 +28,10 @@ _AUTH_NAMES = frozenset({
 
 def describe(exc: BaseException) -> str:
     """``Class: message`` (or just the class when the message is empty)."""
-    text = str(exc)
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    text, name = str(exc), type(exc).__name__
+    if not text or text == name:
+        return name
+    return text if text.startswith(name) else f"{name}: {text}"
 
 
 def _chain(exc: BaseException) -> Iterator[BaseException]:
@@ -66,20 +71,80 @@ def translate_kafka_error(exc: BaseException, what: str, *, topic: str | None = 
                             partition=partition)
 
 
+class _BootstrapCauses(logging.Filter):
+    """Collects why each bootstrap attempt failed.
+
+    Why: kafka-python 3.0.12 retries a failed bootstrap connection (refused, TLS handshake,
+    SASL authentication) until its timeout and then raises a bare ``KafkaTimeoutError`` with no
+    cause; the real reasons only appear in ``kafka.net.manager``'s warnings.  Without them a wrong
+    password would look like an outage.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.causes: list[BaseException] = []
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if str(record.msg).startswith("Bootstrap connection to") and isinstance(args, tuple) and len(args) > 1 \
+                and isinstance(args[1], BaseException):
+            self.causes.append(args[1])
+        return True
+
+
+@contextlib.contextmanager
+def bootstrap_causes() -> Iterator[list[BaseException]]:
+    """While the block runs, collect the exceptions of failed bootstrap attempts (see above)."""
+    logger = logging.getLogger(_BOOTSTRAP_LOGGER)
+    capture = _BootstrapCauses()
+    previous = logger.level
+    if logger.getEffectiveLevel() > logging.WARNING:
+        logger.setLevel(logging.WARNING)  # the records must be created for the filter to see them
+    logger.addFilter(capture)
+    try:
+        yield capture.causes
+    finally:
+        logger.removeFilter(capture)
+        logger.setLevel(previous)
+
+
+def translate_bootstrap_failure(exc: BaseException, causes: list[BaseException], what: str) -> KafkaBackupError:
+    """A bootstrap timeout, explained by the attempts' own errors: an authentication or
+    certificate failure among them wins (it will not go away by retrying); else the last one."""
+    translated = [translate_kafka_error(c, what) for c in causes]
+    for error in translated:
+        if isinstance(error, KafkaAuthError):
+            return error
+    if causes:
+        return KafkaClientError(f"{what}: {describe(exc)}; {len(causes)} attempt(s), the last failed with "
+                                f"{describe(causes[-1])}")
+    return translate_kafka_error(exc, what)
+
+
 @contextlib.contextmanager
 def kafka_errors(what: str, topic: str | None = None, partition: int | None = None, *,
-                 settings_errors: bool = False) -> Iterator[None]:
+                 settings_errors: bool = False, connecting: bool = False) -> Iterator[None]:
     """Translate anything kafka-python raises inside the block.
 
     ``settings_errors``: the block builds a client from our settings, so ``ValueError`` /
     ``TypeError`` / ``AssertionError`` (kafka-python's way of refusing a setting) are configuration errors.
+    ``connecting``: the block bootstraps a client; a timeout is explained by the attempts' errors.
     """
-    from kafka.errors import KafkaError
+    from kafka.errors import KafkaError, KafkaTimeoutError
 
+    causes: list[BaseException] = []
     try:
-        yield
+        if connecting:
+            with bootstrap_causes() as causes:
+                yield
+        else:
+            yield
     except KafkaBackupError:
         raise
+    except KafkaTimeoutError as exc:
+        if connecting:
+            raise translate_bootstrap_failure(exc, causes, what) from exc
+        raise translate_kafka_error(exc, what, topic=topic, partition=partition) from exc
     except (ValueError, TypeError, AssertionError) as exc:
         if not settings_errors:
             raise

@@ -49,8 +49,8 @@ from typing import Any
 import kafka
 
 from kafka_backup._batches import BatchFormatError, complete_length, scan
+from kafka_backup._kafka_errors import bootstrap_causes, translate_bootstrap_failure, translate_kafka_error
 from kafka_backup._kafka_errors import describe as _describe
-from kafka_backup._kafka_errors import translate_kafka_error
 from kafka_backup.errors import IncompatibleKafkaError, KafkaBackupError, KafkaClientError
 
 _IMPORT_ERROR: ImportError | None = None
@@ -161,6 +161,7 @@ def check_internals() -> None:
     problems: list[str] = []
     try:
         _check_classes(problems)
+        _check_transport(problems)
         _check_fields(problems)
         _check_errors(problems)
         if not problems:
@@ -172,7 +173,47 @@ def check_internals() -> None:
             f"kafka-python {installed} internals differ from what kafka_backup._kafka_raw expects: "
             + "; ".join(problems)
         )
+    _deliver_bytes_before_close()
     _checked = True
+
+
+def _deliver_bytes_before_close() -> None:
+    """Fix a kafka-python 3.0.12 race that hides why a broker closed a connection.
+
+    When a broker answers a SASL handshake with an error (a wrong password) and closes the socket,
+    both usually arrive in one read; ``KafkaTCPTransport._read_from_sock`` then sees the close and
+    aborts *without* handing the bytes already received to the protocol, so the client reports
+    "socket disconnected" instead of ``SaslAuthenticationFailedError`` and a wrong password looks
+    like an outage.  This version delivers the received bytes first, then aborts.  Installed once,
+    for the exact version pinned (the same guard as every other internal used here).
+    """
+    from kafka.net.transport import KafkaTCPTransport
+
+    if getattr(KafkaTCPTransport._read_from_sock, "_kafka_backup_fixed", False):
+        return
+
+    async def _read_from_sock(self: Any) -> Any:
+        while self._read and not self._closed:
+            await self._net.wait_read(self._sock)
+            received, error = self._sock_recv()
+            if received:
+                self.last_read = time.monotonic()
+                if self._protocol and self._protocol._sensors:
+                    self._protocol._sensors.bytes_received.record(len(received))
+                try:
+                    self._protocol.data_received(received)
+                except _kerr.KafkaProtocolError as exc:
+                    return self.abort(error=exc)
+                if error:
+                    # Let the protocol act on what arrived first; the next read sees the close again.
+                    await self._net.sleep(0)
+                    continue
+            if error:
+                return self.abort(error=error)
+        return None
+
+    _read_from_sock._kafka_backup_fixed = True  # type: ignore[attr-defined]
+    KafkaTCPTransport._read_from_sock = _read_from_sock
 
 
 def _need(problems: list[str], obj: Any, name: str, *, params: tuple[str, ...] = (),
@@ -196,6 +237,17 @@ def _need(problems: list[str], obj: Any, name: str, *, params: tuple[str, ...] =
         missing = [p for p in params if p not in have]
         if missing:
             problems.append(f"{qual} lost parameter(s) {', '.join(missing)}")
+
+
+def _check_transport(problems: list[str]) -> None:
+    from kafka.net.transport import KafkaSSLTransport, KafkaTCPTransport
+
+    _need(problems, KafkaTCPTransport, "_read_from_sock", coroutine=True)
+    for cls in (KafkaTCPTransport, KafkaSSLTransport):
+        _need(problems, cls, "_sock_recv")
+    _need(problems, KafkaTCPTransport, "abort", params=("error",))
+    if getattr(_kerr, "KafkaProtocolError", None) is None:
+        problems.append("kafka.errors.KafkaProtocolError is missing")
 
 
 def _check_classes(problems: list[str]) -> None:
@@ -409,7 +461,12 @@ class RawKafka:
             raise IncompatibleKafkaError(f"kafka-python's KafkaNetClient changed shape: {exc}") from exc
         try:
             self._net.start()
-            self._manager.bootstrap(timeout_ms=bootstrap_timeout_ms)
+            with bootstrap_causes() as causes:
+                try:
+                    self._manager.bootstrap(timeout_ms=bootstrap_timeout_ms)
+                except _kerr.KafkaTimeoutError as exc:
+                    raise translate_bootstrap_failure(exc, causes, f"cannot bootstrap from {self._servers}") \
+                        from exc
             versions = self._manager.broker_version_data
             self.broker_version: tuple[int, ...] = tuple(versions.broker_version)
             self.fetch_version: int = int(versions.api_version(

@@ -19,7 +19,8 @@ from typing import Any
 from ._kafka_errors import kafka_errors
 from .config import BackupConfig, KafkaConfig, reveal
 from .deadline import Deadline
-from .errors import ConfigError, KafkaBackupError, KafkaClientError
+from .errors import ConfigError, KafkaAuthError, KafkaBackupError, KafkaClientError
+from .oauth import mask_in_kafka_logs
 
 TopicPartition = tuple[str, int]
 
@@ -54,6 +55,9 @@ def client_kwargs(cfg: KafkaConfig, deadline: Deadline | None = None) -> dict[st
     With a ``deadline``, the connect and request timeouts never exceed the time left, so no single
     call can carry a run past it (at least one second each, so a call can still succeed).
     """
+    from ._kafka_raw import check_internals
+
+    check_internals()  # also installs the fix that lets a wrong password be reported as such
     _guard_library_logs()
     request_s, connect_s = cfg.request_timeout_seconds, cfg.connect_timeout_seconds
     if deadline is not None:
@@ -76,15 +80,26 @@ def client_kwargs(cfg: KafkaConfig, deadline: Deadline | None = None) -> dict[st
             kw["sasl_plain_username"] = cfg.sasl.username
         if cfg.sasl.password is not None:
             kw["sasl_plain_password"] = reveal(cfg.sasl.password)
+            mask_in_kafka_logs(kw["sasl_plain_password"])
         if cfg.sasl.token_provider:
             factory = _load_callable(cfg.sasl.token_provider)
             try:
-                kw["sasl_oauth_token_provider"] = factory(**cfg.sasl.token_provider_options)
+                provider = factory(**cfg.sasl.token_provider_options)
             except KafkaBackupError:
                 raise
             except Exception as exc:
                 raise ConfigError(f"token provider {cfg.sasl.token_provider!r} could not be created: "
                                   f"{type(exc).__name__}: {exc}", field="kafka.sasl.token_provider") from exc
+            # Fail fast: inside kafka-python a provider's error is swallowed by the connect retries
+            # and surfaces only as a bootstrap timeout.
+            try:
+                provider.token()
+            except KafkaBackupError:
+                raise
+            except Exception as exc:
+                raise KafkaAuthError(f"token provider {cfg.sasl.token_provider!r} could not get a token: "
+                                     f"{type(exc).__name__}: {exc}") from exc
+            kw["sasl_oauth_token_provider"] = provider
     return kw
 
 
@@ -130,7 +145,7 @@ class Cluster:
         from kafka import KafkaAdminClient
 
         self.cfg = cfg
-        with translate(f"connect to {','.join(cfg.bootstrap_servers)}", settings_errors=True):
+        with translate(f"connect to {','.join(cfg.bootstrap_servers)}", settings_errors=True, connecting=True):
             self.admin = KafkaAdminClient(**client_kwargs(cfg, deadline))
 
     def close(self) -> None:

@@ -21,7 +21,7 @@ from kafka.record import MemoryRecords
 from kafka_backup import _kafka_raw
 from kafka_backup._batches import BatchHeader, scan
 from kafka_backup._kafka_raw import FetchedPartition, RawKafka, check_internals
-from kafka_backup.errors import IncompatibleKafkaError, KafkaClientError
+from kafka_backup.errors import IncompatibleKafkaError, KafkaAuthError, KafkaClientError
 
 pytestmark = pytest.mark.integration
 
@@ -294,7 +294,7 @@ def test_retriable_errors_refresh_metadata_and_retry(raw: RawKafka, admin: Kafka
 
 
 @pytest.mark.parametrize(("code", "error", "text"), [
-    (29, KafkaClientError, "TOPIC_AUTHORIZATION_FAILED"),
+    (29, KafkaAuthError, "authorization failed"),
     (2, KafkaClientError, "CORRUPT_MESSAGE"),
     (35, IncompatibleKafkaError, "UNSUPPORTED_VERSION"),
     (76, IncompatibleKafkaError, "UNSUPPORTED_COMPRESSION_TYPE"),
