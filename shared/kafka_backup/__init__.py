@@ -47,11 +47,12 @@ __version__ = "0.1.0"
 if TYPE_CHECKING:
     from .backup import Metric, PartitionResult, RunMetrics, RunResult, run_backup
     from .restore import RestoreOptions, RestoreResult, run_restore
+    from .scheduled import run_scheduled_backup
     from .storage import Store, open_store
 
 _LAZY = {
     "run_backup": "backup", "RunResult": "backup", "PartitionResult": "backup", "Metric": "backup",
-    "RunMetrics": "backup",
+    "RunMetrics": "backup", "run_scheduled_backup": "scheduled",
     "run_restore": "restore", "RestoreOptions": "restore", "RestoreResult": "restore",
     "open_store": "storage", "Store": "storage",
 }
@@ -95,5 +96,6 @@ __all__ = [
     "register_secret_resolver",
     "run_backup",
     "run_restore",
+    "run_scheduled_backup",
     "storage_from_url",
 ]

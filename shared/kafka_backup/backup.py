@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 import time
 import uuid
 import zlib
@@ -63,7 +64,7 @@ from .errors import (
     StorageError,
     exit_code_for,
 )
-from .segment import SegmentWriter
+from .segment import SegmentData, SegmentWriter
 from .storage import MULTIPART_CHUNK, Store, open_store
 
 log = logging.getLogger("kafka_backup.backup")
@@ -73,6 +74,29 @@ PartitionStatus = Literal["complete", "partial", "error"]
 _EMPTY_FETCHES_BEFORE_GIVING_UP = 3
 _MAX_PREFETCHED_PARTITIONS = 8
 _STORE_CONCURRENCY = 16
+#: Partitions named in one FetchRequest (the response stays bounded by fetch_max_bytes).
+_PARTITIONS_PER_FETCH = 1000
+
+
+class _InFlight:
+    """Bounds the bytes of finished segments waiting for upload: memory stays about two segments
+    (one filling, one uploading) however many partitions commit at once."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.bytes = 0
+        self._cond = threading.Condition()
+
+    def acquire(self, n: int) -> None:
+        with self._cond:
+            while self.bytes and self.bytes + n > self.limit:
+                self._cond.wait()
+            self.bytes += n
+
+    def release(self, n: int) -> None:
+        with self._cond:
+            self.bytes -= n
+            self._cond.notify_all()
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,6 +228,26 @@ class RunResult:
             return ExitCode.FAILED
         return ExitCode.GAPS if self.gaps else ExitCode.OK
 
+    @classmethod
+    def not_started(cls, exc: BaseException, *, settings: Settings | None = None,
+                    deadline: Deadline | None = None) -> RunResult:
+        """The result of a run that failed before it began (bad payload or settings, no storage):
+        handlers log and publish it like any other, so every tick leaves one summary line."""
+        shard = f"{settings.backup.shard.index}/{settings.backup.shard.count}" if settings else "0/1"
+        return cls(run_id=uuid.uuid4().hex[:16], started_at=now_iso(), finished_at=now_iso(), duration_seconds=0.0,
+                   stop_reason="error", partitions=(), storage=settings.storage.display() if settings else "",
+                   job=settings.job if settings else None, shard=shard,
+                   time_left_seconds=None if deadline is None else round(deadline.remaining(), 3),
+                   error=str(exc), error_type=type(exc).__name__, error_exit_code=int(exit_code_for(exc)),
+                   exception=exc)
+
+    @property
+    def log_level(self) -> int:
+        """How loud the summary line should be: ERROR for a failure, WARNING for gaps, else INFO."""
+        if not self.ok:
+            return logging.ERROR
+        return logging.WARNING if self.gaps else logging.INFO
+
     def raise_for_status(self) -> None:
         """Raise :class:`RunFailedError` if the run failed (whole or in part); gaps do not raise.
 
@@ -248,18 +292,21 @@ class RunResult:
         from .report import human_bytes
 
         if self.error is not None:
-            return f"run {self.run_id} failed ({self.error_type}): {self.error}"
+            not_started = "not started" if not self.partitions and self.duration_seconds == 0 else "failed"
+            return f"backup run {self.run_id} {not_started} ({self.error_type}): {self.error}"
         return (f"total: {self.records} records, {human_bytes(self.raw_bytes)} read, "
                 f"{human_bytes(self.stored_bytes)} stored, {self.segments} segments, lag {self.lag}, "
                 f"gaps {self.gap_offsets}, {self.duration_seconds:.1f}s, stopped: {self.stop_reason}")
 
-    def summary(self) -> dict[str, Any]:
+    def summary(self, *, service: str | None = None) -> dict[str, Any]:
         """The run's structured summary log fields (``event="backup_run"``): one line per run."""
         doc: dict[str, Any] = {"event": "backup_run", "run_id": self.run_id, "ok": self.ok,
                                "exit_code": int(self.exit_code), "stop_reason": self.stop_reason,
                                "storage": self.storage, "shard": self.shard, "partitions": len(self.partitions)}
         if self.job:
             doc["job"] = self.job
+        if service:
+            doc["service"] = service
         doc.update({_snake(m.name): m.value for m in self.metrics().figures})
         if self.error is not None:
             doc.update(error=self.error, error_type=self.error_type)
@@ -375,6 +422,8 @@ class _Job:
     error: str | None = None
     leftover: _Chunk | None = None  # fetched batches that did not fit the last segment
     prefetch: tuple[int, Future[FetchedPartition]] | None = None  # the next fetch, already in flight
+    ready: tuple[int, FetchedPartition] | None = None  # this partition's share of a multi-partition fetch
+    commit: Future[None] | None = None  # the segment being uploaded and committed in the background
     committed: int | None = None  # the chain end known to be committed (what the hint may say)
 
 
@@ -412,6 +461,8 @@ class BackupRun:
         # Fetches run one ahead of packing: the broker round trip overlaps CRC checks, compression
         # and uploads (kafka-python's IO thread does the socket work either way).
         self._fetcher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kb-fetch")
+        self._committer = ThreadPoolExecutor(max_workers=_STORE_CONCURRENCY, thread_name_prefix="kb-commit")
+        self._inflight = _InFlight(max(self.cfg.segment_max_bytes, MULTIPART_CHUNK))
 
     def _extra(self, job: _Job | None = None) -> dict[str, Any]:
         """``extra=`` fields for log records, so JSON loggers show run id, topic and partition."""
@@ -457,6 +508,7 @@ class BackupRun:
             stop = self.budget.limit_reason
         finally:
             self._fetcher.shutdown(wait=True, cancel_futures=True)
+            self._committer.shutdown(wait=True)
             self._pool.shutdown(wait=True)
         result = self._result_of(started, stop, jobs)
         try:
@@ -518,6 +570,11 @@ class BackupRun:
         with ThreadPoolExecutor(max_workers=_STORE_CONCURRENCY, thread_name_prefix="kb-plan") as pool:
             chains = list(pool.map(read_chain, live))
         found_by_tp = dict(zip(live, chains, strict=True))
+        # New partitions (no chain, no anchor) need their start offset: one batched ListOffsets
+        # per spec for all of them, not one round trip each.
+        fresh = [tp for tp, found in found_by_tp.items()
+                 if not isinstance(found, KafkaBackupError) and found[1] is None and found[2] is None]
+        initial = self._initial_offsets(cluster, fresh, targets)
         jobs = []
         for t, p in tps:
             chain = PartitionChain(self.store, t, p)
@@ -537,7 +594,7 @@ class BackupRun:
                 elif anchor is not None:
                     job.pos = anchor
                 else:
-                    job.pos = chain.anchor(self._initial(cluster, t, p, job.target), topic_id=topics[t].topic_id)
+                    job.pos = chain.anchor(initial[(t, p)], topic_id=topics[t].topic_id)
                 if job.pos > job.target:
                     # Legitimate only while a transaction is open above a recorded gap; past the high
                     # watermark it means the partition's log was replaced.
@@ -556,12 +613,17 @@ class BackupRun:
         jobs.sort(key=lambda j: -(j.target - j.pos) if not j.done else 0)
         return jobs
 
-    def _initial(self, cluster: Cluster, topic: str, partition: int, target: int) -> int:
+    def _initial_offsets(self, cluster: Cluster, tps: list[tuple[str, int]],
+                         targets: dict[tuple[str, int], int]) -> dict[tuple[str, int], int]:
+        """Where each new partition's chain begins (``backup.start``), never past its target."""
+        if not tps:
+            return {}
         start = self.cfg.start
         if start == "latest":
-            return target
+            return {tp: targets[tp] for tp in tps}
         spec: str | int = "earliest" if start == "earliest" else int(start)
-        return min(cluster.offsets([(topic, partition)], spec)[(topic, partition)], target)
+        found = cluster.offsets(tps, spec)
+        return {tp: min(found[tp], targets[tp]) for tp in tps}
 
     # the loop --------------------------------------------------------------------------------
     def _sweep(self, jobs: list[_Job]) -> None:
@@ -569,25 +631,85 @@ class BackupRun:
             list(pool.map(self._sweep_orphans, [j for j in jobs if not j.done]))
 
     def _loop(self, cluster: Cluster, raw: RawKafka, jobs: list[_Job]) -> StopReason:
-        while True:
-            active = [j for j in jobs if not j.done]
-            if not active:
-                return "complete"
-            keep_prefetch = len(active) <= _MAX_PREFETCHED_PARTITIONS  # each holds one fetch response
-            for job in active:
-                reason = self.budget.exhausted()
-                if reason is not None:
-                    self._write_heads(active)
-                    return reason
-                try:
-                    self._one_segment(cluster, raw, job)
-                except KafkaBackupError as exc:
-                    log.error("%s[%d]: %s", job.topic, job.partition, exc, extra=self._extra(job))
-                    job.error, job.done = str(exc), True
-                if job.done or not keep_prefetch:
-                    job.prefetch = None
-                if job.done:
-                    self._write_heads([job])
+        """Round-robin over the partitions, one segment each per round, until done or out of budget.
+
+        Each round starts with one multi-partition fetch per broker for every partition that needs
+        data (``_fetch_many``), so thousands of small partitions cost a few round trips, not one
+        each.  Segments are uploaded and committed in the background (``_submit``), at most
+        ``_STORE_CONCURRENCY`` at once and about one segment's bytes in flight, while the next one
+        is filled; a partition's next segment waits for its previous commit, so a chain is always
+        extended in order and a lost race is seen before more is read.
+        """
+        try:
+            while True:
+                for job in jobs:
+                    if job.commit is not None and job.commit.done():
+                        self._settle(job)
+                active = [j for j in jobs if not j.done]
+                if not active:
+                    return "complete"
+                keep_prefetch = len(active) <= _MAX_PREFETCHED_PARTITIONS  # each holds one fetch response
+                self._fetch_many(raw, active)
+                for job in active:
+                    reason = self.budget.exhausted()
+                    if reason is not None:
+                        return reason
+                    if not self._settle(job):
+                        continue
+                    try:
+                        self._one_segment(cluster, raw, job)
+                    except KafkaBackupError as exc:
+                        log.error("%s[%d]: %s", job.topic, job.partition, exc, extra=self._extra(job))
+                        job.error, job.done = str(exc), True
+                    if job.done or not keep_prefetch:
+                        job.prefetch = None
+        finally:
+            for job in jobs:
+                self._settle(job)
+            self._write_heads(jobs)
+
+    def _settle(self, job: _Job) -> bool:
+        """Wait for the job's background commit; False when the job is finished (done or failed)."""
+        pending, job.commit = job.commit, None
+        if pending is not None:
+            try:
+                pending.result()
+            except KafkaBackupError as exc:
+                log.error("%s[%d]: %s", job.topic, job.partition, exc, extra=self._extra(job))
+                job.error, job.done = str(exc), True
+                job.leftover = job.prefetch = job.ready = None
+        return not job.done
+
+    def _fetch_many(self, raw: RawKafka, active: list[_Job]) -> None:
+        """One fetch (one request per leader) for every partition that needs data this round.
+
+        Only worth it for two or more; a partition whose share came back empty is left to the
+        single-partition path, which tells "nothing yet" from a real stall.  A failure here is
+        not reported: the single-partition path meets it again and names the partition.
+        """
+        want = [j for j in active if j.commit is None and j.leftover is None and j.prefetch is None
+                and j.ready is None and 0 <= j.pos < j.target]
+        if len(want) < 2:
+            return
+        timeout = self.budget.timeout(self.settings.kafka.request_timeout_seconds)
+        for start in range(0, len(want), _PARTITIONS_PER_FETCH):
+            chunk = want[start:start + _PARTITIONS_PER_FETCH]
+            _failpoints.delay("fetch")
+            try:
+                fetched = raw.fetch({(j.topic, j.partition): j.pos for j in chunk},
+                                    max_bytes=self.cfg.fetch_max_bytes,
+                                    partition_max_bytes=self.cfg.partition_fetch_max_bytes,
+                                    max_wait_ms=int(min(100, timeout * 250)), timeout_s=timeout)
+            except KafkaBackupError as exc:
+                log.debug("multi-partition fetch failed, falling back to single fetches: %s", exc,
+                          extra=self._extra())
+                return
+            for job in chunk:
+                got = fetched[(job.topic, job.partition)]
+                if got.records or got.out_of_range or got.log_start_offset > job.pos:
+                    job.ready = (job.pos, got)
+            if self.budget.out_of_time():
+                return
 
     def _one_segment(self, cluster: Cluster, raw: RawKafka, job: _Job) -> None:
         """Fill one segment from job.pos (or record one gap) and commit it."""
@@ -638,14 +760,20 @@ class BackupRun:
             pos = headers[-1].next_offset
             if self.progress:
                 self.progress(f"{job.topic}[{job.partition}]", pos, job.target)
-        self._commit_segment(job, writer, pos)
+        self._submit(job, writer, pos)
 
     def _fetch(self, cluster: Cluster, raw: RawKafka, job: _Job, pos: int) -> _Chunk | int | None:
         """One fetch at ``pos``: the batches below the target, a retention gap's end, or None
         when the broker had nothing (yet) although the range is not done."""
         tp = (job.topic, job.partition)
         ahead, job.prefetch = job.prefetch, None
-        fetched = ahead[1].result() if ahead is not None and ahead[0] == pos else self._raw_fetch(raw, tp, pos)
+        ready, job.ready = job.ready, None
+        if ready is not None and ready[0] == pos:
+            fetched = ready[1]
+        elif ahead is not None and ahead[0] == pos:
+            fetched = ahead[1].result()
+        else:
+            fetched = self._raw_fetch(raw, tp, pos)
         log_start = fetched.log_start_offset
         if fetched.out_of_range:
             log_start = cluster.offsets([tp], "earliest")[tp]
@@ -688,10 +816,25 @@ class BackupRun:
             take += 1
         return take
 
-    def _commit_segment(self, job: _Job, writer: SegmentWriter, end: int) -> None:
+    def _submit(self, job: _Job, writer: SegmentWriter, end: int) -> None:
+        """Finish the segment here, then upload and commit it in the background (bounded)."""
         if end <= job.pos:
             return
         data = writer.finish(end_offset=end)
+        self._inflight.acquire(data.size)
+        try:
+            job.commit = self._committer.submit(self._commit_segment, job, data, end)
+        except BaseException:
+            self._inflight.release(data.size)
+            raise
+
+    def _commit_segment(self, job: _Job, data: SegmentData, end: int) -> None:
+        try:
+            self._upload_and_commit(job, data, end)
+        finally:
+            self._inflight.release(data.size)
+
+    def _upload_and_commit(self, job: _Job, data: SegmentData, end: int) -> None:
         key = job.chain.segment_key(job.pos, end, self.run_id)
         _failpoints.delay("commit")
         _failpoints.hit("before-upload")
@@ -857,9 +1000,4 @@ def run_backup(settings: Settings, *, deadline: Deadline | datetime | None = Non
         log.error("backup run failed: %s", exc, extra=run._extra() if run else {})
         if run is not None:
             return run._result_of(started, "error", [], error=exc)
-        return RunResult(run_id=uuid.uuid4().hex[:16], started_at=started, finished_at=now_iso(), duration_seconds=0.0,
-                         stop_reason="error", partitions=(), storage=settings.storage.display(), job=settings.job,
-                         shard=f"{settings.backup.shard.index}/{settings.backup.shard.count}",
-                         time_left_seconds=None if limit is None else round(limit.remaining(), 3),
-                         error=str(exc), error_type=type(exc).__name__, error_exit_code=int(exit_code_for(exc)),
-                         exception=exc)
+        return RunResult.not_started(exc, settings=settings, deadline=limit)
