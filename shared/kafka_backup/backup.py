@@ -131,6 +131,13 @@ class PartitionResult:
     gaps: tuple[Gap, ...] = ()
     error: str | None = None
 
+    def to_dict(self) -> dict[str, Any]:
+        """Plain fields (``dataclasses.asdict`` deep-copies, which costs seconds at thousands of partitions)."""
+        doc = {f: getattr(self, f) for f in self.__dataclass_fields__}
+        doc["gaps"] = [{f: getattr(g, f) for f in g.__dataclass_fields__} for g in self.gaps]
+        doc["lag"] = self.lag
+        return doc
+
     @property
     def lag(self) -> int:
         """Offsets below the run's snapshot that are still not backed up."""
@@ -316,7 +323,7 @@ class RunResult:
 
     def to_dict(self) -> dict[str, Any]:
         doc = {f: getattr(self, f) for f in self.__dataclass_fields__ if f != "exception"}
-        doc["partitions"] = [asdict(p) | {"lag": p.lag} for p in self.partitions]
+        doc["partitions"] = [p.to_dict() for p in self.partitions]
         doc.update(records=self.records, raw_bytes=self.raw_bytes, stored_bytes=self.stored_bytes,
                    segments=self.segments, lag=self.lag, gap_offsets=self.gap_offsets, ok=self.ok,
                    exit_code=int(self.exit_code))
@@ -425,6 +432,7 @@ class _Job:
     ready: tuple[int, FetchedPartition] | None = None  # this partition's share of a multi-partition fetch
     commit: Future[None] | None = None  # the segment being uploaded and committed in the background
     committed: int | None = None  # the chain end known to be committed (what the hint may say)
+    hint: tuple[int, int] | None = None  # (end, sweep_from) of the head hint as read at planning
 
 
 @dataclass(frozen=True, slots=True)
@@ -456,7 +464,8 @@ class BackupRun:
         self._log_extra: dict[str, Any] = {"run_id": self.run_id, "shard": self.shard}
         if settings.job:
             self._log_extra["job"] = settings.job
-        self.store = store or open_store(settings.storage)
+        # Every storage call (retries included) ends before the run's deadline.
+        self.store = (store or open_store(settings.storage)).bounded(self.budget.deadline)
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="kb-zstd")
         # Fetches run one ahead of packing: the broker round trip overlaps CRC checks, compression
         # and uploads (kafka-python's IO thread does the socket work either way).
@@ -561,7 +570,12 @@ class BackupRun:
         def read_chain(tp: tuple[str, int]) -> tuple[Head | None, int | None, int | None] | KafkaBackupError:
             chain = PartitionChain(self.store, *tp)
             try:
-                head, end = chain.read_head(), chain.find_end()
+                head = chain.read_head()
+                if head is not None and head.end >= targets[tp]:
+                    # The hint never leads the chain, so the chain already reaches this run's
+                    # snapshot: nothing to fetch, and no probe needed (an idle partition costs one GET).
+                    return head, head.end, None
+                end = chain.find_end_from(head)
                 return head, end, (chain.read_anchor() if end is None else None)
             except KafkaBackupError as exc:
                 return exc
@@ -587,6 +601,7 @@ class BackupRun:
                     raise found
                 head, end, anchor = found
                 job.before = end
+                job.hint = (head.end, head.sweep_from) if head else None
                 job.sweep_from = head.sweep_from if head else (end or 0)
                 job.committed = end
                 if end is not None:
@@ -627,8 +642,12 @@ class BackupRun:
 
     # the loop --------------------------------------------------------------------------------
     def _sweep(self, jobs: list[_Job]) -> None:
+        """Sweep the partitions this run will write to.  An orphan is left by a run that had data
+        to write, so it sits at or after the chain's end: it is swept by the next run that moves
+        that partition (or by ``kafka-backup gc``), and idle partitions cost no listing."""
+        busy = [j for j in jobs if not j.done and j.pos < j.target]
         with ThreadPoolExecutor(max_workers=_STORE_CONCURRENCY, thread_name_prefix="kb-sweep") as pool:
-            list(pool.map(self._sweep_orphans, [j for j in jobs if not j.done]))
+            list(pool.map(self._sweep_orphans, busy))
 
     def _loop(self, cluster: Cluster, raw: RawKafka, jobs: list[_Job]) -> StopReason:
         """Round-robin over the partitions, one segment each per round, until done or out of budget.
@@ -892,9 +911,10 @@ class BackupRun:
 
     def _write_heads(self, jobs: list[_Job]) -> None:
         """Update the hints (concurrently).  The hint may only ever name a committed end (it must
-        never lead the chain), and is skipped when it would not change; a failed write is only a
-        lost shortcut, logged as a warning."""
-        due = [j for j in jobs if j.committed is not None and not (j.before == j.committed == j.sweep_from)]
+        never lead the chain), and is skipped when it would not change what was read (an idle
+        partition costs no write); a failed write is only a lost shortcut, logged as a warning."""
+        due = [j for j in jobs if j.committed is not None
+               and (j.committed, min(j.sweep_from, j.committed)) != j.hint]
 
         def write(job: _Job) -> None:
             end = job.committed
