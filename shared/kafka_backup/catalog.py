@@ -341,6 +341,9 @@ def claim_topic_id(store: Store, topic: str, topic_id: str) -> str:
 
     The caller compares: a different id means the topic was deleted and recreated.
     """
+    recorded = read_topic_id(store, topic)  # a GET first: a create attempt every run would be a PUT every run
+    if recorded is not None:
+        return recorded
     key = topic_identity_key(topic)
     doc = {"topic": topic, "topic_id": topic_id, "created_at": now_iso(), "format_version": FORMAT_VERSION}
     try:
