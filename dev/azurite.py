@@ -22,6 +22,20 @@ What obstore can do against Azurite is in ``docs/emulators.md`` (section Azurite
 
 Environment knobs: ``AZURITE_PORT`` (default 10000) and ``AZURITE_BLOB_STORAGE_URL`` to use an
 Azurite running elsewhere (then nothing is started).
+
+A second instance, :data:`OAUTH_SERVICE` (``azurite-oauth``), serves HTTPS with ``--oauth basic`` on
+``AZURITE_OAUTH_PORT`` (default 10010): the only mode in which Azurite accepts Entra ID bearer
+tokens, which is what a managed identity presents.  "Basic" means Azurite decodes the JWT without
+checking its signature but refuses it unless ``aud`` is a storage audience
+(``https://storage.azure.com``), ``iss`` starts with ``https://sts.windows.net/`` (or another Entra
+issuer) and ``nbf``/``iat``/``exp`` make it valid now; bearer tokens over plain HTTP are refused.
+Its certificate comes from :mod:`dev.certs` (names ``127.0.0.1`` and ``localhost``) in
+``.cache/run/azurite-oauth-certs``; clients trust ``ca.pem`` (obstore: ``SSL_CERT_FILE``;
+azure-identity/azure-storage-blob: ``REQUESTS_CA_BUNDLE`` or ``connection_verify``).  Shared-key
+requests keep working there too, so fixtures can create containers with the well-known key.
+The plain-HTTP instance on port 10000 is unaffected.  Started by the Azure function tests
+(``tests/e2e/azure_fixtures.py``) or ``python -m dev.azurite start-oauth``;
+``AZURITE_OAUTH_BLOB_STORAGE_URL`` (with ``AZURITE_OAUTH_CA_FILE``) points at one running elsewhere.
 """
 
 from __future__ import annotations
@@ -30,12 +44,16 @@ import contextlib
 import hashlib
 import os
 import shutil
+import ssl
+import sys
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 
-from dev._common import CACHE, HOST, ROOT, Service, ServiceError, log, run
+from dev import certs
+from dev._common import CACHE, HOST, ROOT, RUN, Service, ServiceError, log, run
 
 PACKAGE_JSON = ROOT / "dev" / "azurite-package.json"
 PACKAGE_LOCK = ROOT / "dev" / "azurite-package-lock.json"
@@ -127,30 +145,110 @@ class Azurite(Service):
         return bool(server and server.startswith("Azurite-Blob"))
 
     def after_start(self) -> None:
-        log(f"azurite: {self._server_header()}")
+        log(f"{self.name}: {self._server_header()}")
 
     def endpoint(self) -> dict[str, str]:
         return {"AZURITE_BLOB_STORAGE_URL": self.url}
 
 
+class AzuriteOAuth(Azurite):
+    """A second Azurite: HTTPS, ``--oauth basic``; where managed-identity tokens are accepted.
+
+    Same installation as :class:`Azurite`, its own port, data folder, pidfile and log.
+    """
+
+    name = "azurite-oauth"
+    env_var = "AZURITE_OAUTH_BLOB_STORAGE_URL"
+
+    @property
+    def port(self) -> int:
+        return int(os.environ.get("AZURITE_OAUTH_PORT", "10010"))
+
+    @property
+    def url(self) -> str:
+        return f"https://{HOST}:{self.port}"
+
+    @property
+    def cert_files(self) -> certs.CertFiles:
+        return certs.CertFiles((RUN / "azurite-oauth-certs").resolve())
+
+    def prepare(self) -> None:
+        super().prepare()
+        certs.ensure(self.cert_files.directory)
+
+    def command(self) -> tuple[list[str], dict[str, str], Path | None]:
+        argv, env, cwd = super().command()
+        files = self.cert_files
+        return [*argv, "--cert", str(files.broker_cert), "--key", str(files.broker_key), "--oauth", "basic"], env, cwd
+
+    def _server_header(self) -> str | None:
+        if not self.cert_files.ca.is_file():
+            return None
+        url = f"{self.url}/{ACCOUNT}?comp=list"
+        context = ssl.create_default_context(cafile=str(self.cert_files.ca))
+        try:
+            with urllib.request.urlopen(url, timeout=2.0, context=context) as resp:
+                return str(resp.headers.get("Server", ""))
+        except urllib.error.HTTPError as exc:
+            return str(exc.headers.get("Server", "")) if exc.code < 500 else None
+        except (OSError, ValueError):
+            return None
+
+    def endpoint(self) -> dict[str, str]:
+        return {self.env_var: self.url, "AZURITE_OAUTH_CA_FILE": str(self.cert_files.ca)}
+
+
 def connection_string(base_url: str | None = None) -> str:
     """azure-storage-blob connection string for the emulator's well-known account."""
     url = (base_url or os.environ.get("AZURITE_BLOB_STORAGE_URL") or SERVICE.url).rstrip("/")
-    return (f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT};AccountKey={ACCOUNT_KEY};"
+    scheme = "https" if url.startswith("https:") else "http"
+    return (f"DefaultEndpointsProtocol={scheme};AccountName={ACCOUNT};AccountKey={ACCOUNT_KEY};"
             f"BlobEndpoint={url}/{ACCOUNT};")
 
 
-def create_container(name: str, base_url: str | None = None) -> None:
+def create_container(name: str, base_url: str | None = None, *, ca_file: str | None = None) -> None:
     """Create container ``name`` (3-63 chars, lowercase) - obstore has no create-container call.
 
-    An existing container is not an error, so fixtures can call this unconditionally.
+    An existing container is not an error, so fixtures can call this unconditionally.  ``ca_file``:
+    the CA to trust for an ``https://`` Azurite (:data:`OAUTH_SERVICE`).
     """
     from azure.core.exceptions import ResourceExistsError
     from azure.storage.blob import BlobServiceClient
 
-    client = BlobServiceClient.from_connection_string(connection_string(base_url))
+    kw: dict[str, Any] = {"connection_verify": ca_file} if ca_file else {}
+    client = BlobServiceClient.from_connection_string(connection_string(base_url), **kw)
     with contextlib.suppress(ResourceExistsError):
         client.create_container(name)
 
 
 SERVICE = Azurite()
+OAUTH_SERVICE = AzuriteOAuth()
+
+
+def main(argv: list[str]) -> int:
+    """``python -m dev.azurite start-oauth|stop-oauth|status-oauth``: the HTTPS + OAuth instance.
+
+    (The plain instance is managed by ``python -m dev.services``.)
+    """
+    actions = {"start-oauth", "stop-oauth", "status-oauth"}
+    if len(argv) != 1 or argv[0] not in actions:
+        print(main.__doc__, file=sys.stderr)
+        return 2
+    try:
+        if argv[0] == "start-oauth":
+            OAUTH_SERVICE.install()
+            OAUTH_SERVICE.start()
+            for key, value in OAUTH_SERVICE.endpoint().items():
+                print(f"{key}={value}")
+        elif argv[0] == "stop-oauth":
+            OAUTH_SERVICE.stop()
+        else:
+            print(f"{OAUTH_SERVICE.name}: {'ready' if OAUTH_SERVICE.ready() else 'stopped'}")
+    except ServiceError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
