@@ -47,3 +47,8 @@ def delay(name: str) -> None:
     _counts[key] = _counts.get(key, 0) + 1
     if _counts[key] == int(nth or 1):
         time.sleep(float(seconds))
+
+
+def reset() -> None:
+    """Forget how often each point was hit (tests that arm the same point more than once)."""
+    _counts.clear()

@@ -12,6 +12,7 @@ Callers catch these, never a library's own exceptions: obstore errors are transl
     │   ├── ObjectNotFound          the key does not exist
     │   ├── ObjectExists            a create-only write lost: the key already exists
     │   ├── PreconditionFailed      an update-if-match lost: the object changed
+    │   ├── StorageAuthError        the identity is not authenticated or not allowed (a role, a key)
     │   └── StorageUnsupported      the backend cannot do this operation
     ├── CorruptSegmentError         a segment or commit record fails its checksum or format
     ├── KafkaClientError            the cluster refused or could not be reached
@@ -44,7 +45,7 @@ class ExitCode(IntEnum):
 
 def exit_code_for(exc: BaseException) -> ExitCode:
     """The exit code of a run that ended with ``exc`` (anything not ours is a plain failure)."""
-    if isinstance(exc, ConfigError | KafkaAuthError):
+    if isinstance(exc, ConfigError | KafkaAuthError | StorageAuthError):
         return ExitCode.CONFIG
     if isinstance(exc, KafkaClientError | StorageError) and not isinstance(exc, IncompatibleKafkaError):
         return ExitCode.UNREACHABLE
@@ -83,6 +84,10 @@ class ObjectExists(StorageError):
 
 class PreconditionFailed(StorageError):
     """An update-if-match found a different version of the object."""
+
+
+class StorageAuthError(StorageError):
+    """The store refused the identity (401/403): a missing role or a wrong key, not an outage."""
 
 
 class StorageUnsupported(StorageError):

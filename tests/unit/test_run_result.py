@@ -15,6 +15,7 @@ from kafka_backup.errors import (
     KafkaAuthError,
     KafkaClientError,
     ObjectNotFound,
+    StorageAuthError,
     StorageError,
 )
 
@@ -87,6 +88,7 @@ def test_raise_for_status() -> None:
     (ConfigError("x"), ExitCode.CONFIG), (KafkaAuthError("x"), ExitCode.CONFIG),
     (KafkaClientError("x"), ExitCode.UNREACHABLE), (StorageError("x"), ExitCode.UNREACHABLE),
     (ObjectNotFound("x"), ExitCode.UNREACHABLE), (IncompatibleKafkaError("x"), ExitCode.FAILED),
+    (StorageAuthError("403"), ExitCode.CONFIG),
     (RuntimeError("x"), ExitCode.FAILED),
 ])
 def test_exit_code_for(exc: BaseException, code: ExitCode) -> None:
