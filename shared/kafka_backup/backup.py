@@ -70,7 +70,7 @@ from .storage import MULTIPART_CHUNK, Store, open_store
 log = logging.getLogger("kafka_backup.backup")
 
 StopReason = Literal["complete", "deadline", "max_seconds", "max_records", "max_bytes", "error"]
-PartitionStatus = Literal["complete", "partial", "error"]
+PartitionStatus = Literal["complete", "partial", "deferred", "error"]
 _EMPTY_FETCHES_BEFORE_GIVING_UP = 3
 _MAX_PREFETCHED_PARTITIONS = 8
 _STORE_CONCURRENCY = 16
@@ -130,6 +130,9 @@ class PartitionResult:
     conflicts: int = 0
     gaps: tuple[Gap, ...] = ()
     error: str | None = None
+    #: timestamp (epoch ms) of the oldest record not yet backed up, when the run saw it (the
+    #: partition's recovery point); None when everything is backed up or it was not seen
+    oldest_unbacked_ms: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain fields (``dataclasses.asdict`` deep-copies, which costs seconds at thousands of partitions)."""
@@ -223,6 +226,13 @@ class RunResult:
         return tuple(p for p in self.partitions if p.status == "error")
 
     @property
+    def rpo_seconds(self) -> float:
+        """Age of the oldest record known not to be in the backup, worst partition (0: none known)."""
+        finished = datetime.fromisoformat(self.finished_at.replace("Z", "+00:00")).timestamp()
+        oldest = [p.oldest_unbacked_ms for p in self.partitions if p.oldest_unbacked_ms is not None]
+        return round(max(0.0, finished - min(oldest) / 1000), 3) if oldest else 0.0
+
+    @property
     def ok(self) -> bool:
         return self.error is None and not self.errors
 
@@ -281,9 +291,11 @@ class RunResult:
             Metric("Segments", self.segments, "Count"),
             Metric("PartitionsComplete", statuses.count("complete"), "Count"),
             Metric("PartitionsPartial", statuses.count("partial"), "Count"),
+            Metric("PartitionsDeferred", statuses.count("deferred"), "Count"),
             Metric("PartitionsError", statuses.count("error"), "Count"),
             Metric("LagRecords", self.lag, "Count"),
             Metric("GapOffsets", self.gap_offsets, "Count"),
+            Metric("RpoSeconds", self.rpo_seconds, "Seconds"),
             Metric("RunSeconds", self.duration_seconds, "Seconds"),
             *([Metric("TimeLeftSeconds", self.time_left_seconds, "Seconds")]
               if self.time_left_seconds is not None else []),
@@ -433,6 +445,9 @@ class _Job:
     commit: Future[None] | None = None  # the segment being uploaded and committed in the background
     committed: int | None = None  # the chain end known to be committed (what the hint may say)
     hint: tuple[int, int] | None = None  # (end, sweep_from) of the head hint as read at planning
+    checked: bool = False  # the write policy was applied to this partition in this run
+    deferred: bool = False  # the write policy left this partition for a later run
+    oldest_ms: int | None = None  # timestamp of the first record not yet backed up, once seen
 
 
 @dataclass(frozen=True, slots=True)
@@ -472,6 +487,7 @@ class BackupRun:
         self._fetcher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kb-fetch")
         self._committer = ThreadPoolExecutor(max_workers=_STORE_CONCURRENCY, thread_name_prefix="kb-commit")
         self._inflight = _InFlight(max(self.cfg.segment_max_bytes, MULTIPART_CHUNK))
+        self._retention_ms: dict[str, int] = {}
 
     def _extra(self, job: _Job | None = None) -> dict[str, Any]:
         """``extra=`` fields for log records, so JSON loggers show run id, topic and partition."""
@@ -735,6 +751,11 @@ class BackupRun:
         if job.pos >= job.target:
             job.done = True
             return
+        if self.cfg.segment_min_bytes and not job.checked:
+            job.checked = True
+            if not self._due(cluster, raw, job):
+                job.deferred = job.done = True
+                return
         writer = SegmentWriter(job.topic, job.partition, job.pos, zstd_level=self.cfg.zstd_level,
                                executor=self._pool, run_id=self.run_id)
         pos, empty = job.pos, 0
@@ -780,6 +801,34 @@ class BackupRun:
             if self.progress:
                 self.progress(f"{job.topic}[{job.partition}]", pos, job.target)
         self._submit(job, writer, pos)
+
+    def _due(self, cluster: Cluster, raw: RawKafka, job: _Job) -> bool:
+        """The write policy: is this partition worth its objects (a segment, a commit record and
+        perhaps a hint) in this run?  Yes when about ``segment_min_bytes`` wait (estimated from the
+        first fetch and the offsets left), when the oldest waiting record is ``max_lag_seconds`` old
+        (the recovery-point objective), or when it is half way to the topic's ``retention.ms`` (the
+        deadline that matters: a later run might find it deleted).  Gaps are always recorded."""
+        fetched = self._fetch(cluster, raw, job, job.pos)
+        if not isinstance(fetched, _Chunk) or not fetched.headers:
+            return True  # a gap, or nothing to look at: the normal path decides
+        job.leftover = fetched  # consumed by the segment, if there is one
+        data = [h for h in fetched.headers if not h.is_control] or fetched.headers
+        first = data[0]
+        job.oldest_ms = first.max_timestamp if first.attributes & 0x08 else first.base_timestamp
+        age_s = time.time() - job.oldest_ms / 1000
+        size = sum(h.size for h in fetched.headers)
+        end = fetched.headers[-1].next_offset
+        if end < job.target:  # more waits than one fetch showed: extrapolate by offsets
+            size = size * (job.target - job.pos) // max(1, end - job.pos)
+        retention_ms = self._retention_ms.get(job.topic)
+        due = (size >= self.cfg.segment_min_bytes
+               or (self.cfg.max_lag_seconds is not None and age_s >= self.cfg.max_lag_seconds)
+               or (retention_ms is not None and retention_ms > 0 and age_s * 1000 >= retention_ms / 2))
+        if not due:
+            job.leftover = None
+            log.debug("%s[%d]: deferred by the write policy (~%d bytes, oldest %.0fs old)", job.topic,
+                      job.partition, size, age_s, extra=self._extra(job))
+        return due
 
     def _fetch(self, cluster: Cluster, raw: RawKafka, job: _Job, pos: int) -> _Chunk | int | None:
         """One fetch at ``pos``: the batches below the target, a retention gap's end, or None
@@ -954,6 +1003,10 @@ class BackupRun:
         stamp = utc_stamp()
         try:
             configs = cluster.topic_configs(topics)
+            for name, entries in configs.items():
+                value = (entries.get("retention.ms") or {}).get("value")
+                if value is not None and str(value).lstrip("-").isdigit():
+                    self._retention_ms[name] = int(value)
             for name, info in topics.items():
                 write_json(self.store, f"topics/{encode_topic(name)}/metadata/{stamp}-{self.run_id}.json", {
                     "topic": name, "partitions": info.partitions, "replication_factor": info.replication_factor,
@@ -969,13 +1022,21 @@ class BackupRun:
             log.warning("metadata snapshot skipped: %s", exc, extra=self._extra())
 
     def _result(self, job: _Job) -> PartitionResult:
-        status: PartitionStatus = "error" if job.error else ("complete" if job.pos >= job.target else "partial")
+        status: PartitionStatus = "error" if job.error else "complete" if job.pos >= job.target else \
+            "deferred" if job.deferred else "partial"
         end = job.pos if job.pos >= 0 else job.before
+        oldest = None
+        if job.pos < job.target:
+            waiting = job.leftover.headers if job.leftover is not None else []
+            if (waiting and waiting[0].base_offset <= job.pos < waiting[0].next_offset) or job.deferred:
+                oldest = job.oldest_ms if job.deferred else \
+                    (waiting[0].max_timestamp if waiting[0].attributes & 0x08 else waiting[0].base_timestamp)
         return PartitionResult(
             topic=job.topic, partition=job.partition, status=status, start_offset=job.before,
             end_offset=end, target_offset=job.target, records=job.records, batches=job.batches,
             raw_bytes=job.raw_bytes, stored_bytes=job.stored_bytes, segments=job.segments,
             conflicts=job.conflicts, gaps=tuple(job.gaps), error=job.error,
+            oldest_unbacked_ms=oldest if oldest is not None and oldest >= 0 else None,
         )
 
 

@@ -104,6 +104,17 @@ class StorageConfig(_Model):
     # transport
     allow_http: bool = Field(False, description="Permit plain-HTTP endpoints (emulators only).")
     request_timeout_seconds: float = Field(30.0, gt=0)
+    # retries (obstore's RetryConfig): 5xx and 429 answers, connection errors and dropped
+    # connections, and timeouts of read-only requests; a run also bounds them by its deadline.
+    # retry_timeout_seconds is the real bound; max_retries only a backstop.  object_store draws each
+    # wait at random between the initial backoff and base x the previous one, so base 2 grows the
+    # waits by about the initial backoff per retry only; base 3 grows them by about half each time.
+    retry_max_retries: int = Field(30, ge=0, le=1000, description="Retries of one storage request (0: none).")
+    retry_timeout_seconds: float = Field(60.0, gt=0, le=3600, description="No retry starts later than this "
+                                         "after a request's first attempt.")
+    retry_backoff_initial_seconds: float = Field(0.1, gt=0, le=60)
+    retry_backoff_max_seconds: float = Field(15.0, gt=0, le=600)
+    retry_backoff_base: float = Field(3.0, gt=1, le=10)
     options: dict[str, str] = Field(default_factory=dict, description="Extra obstore config keys.")
 
     @model_validator(mode="before")
@@ -134,6 +145,9 @@ class StorageConfig(_Model):
                 raise ValueError(f"backend {self.backend!r} needs field {name!r}")
         if self.backend == "s3" and (self.access_key is None) != (self.secret_key is None):
             raise ValueError("give both access_key and secret_key, or neither (to use the platform identity)")
+        if self.retry_backoff_initial_seconds > self.retry_backoff_max_seconds:
+            raise ValueError(f"retry_backoff_initial_seconds ({self.retry_backoff_initial_seconds}) exceeds "
+                             f"retry_backoff_max_seconds ({self.retry_backoff_max_seconds})")
         return self
 
     def display(self) -> str:
@@ -316,6 +330,12 @@ class BackupConfig(_Model):
     partition_fetch_max_bytes: int = Field(DEFAULT_PARTITION_FETCH_MAX_BYTES, ge=1 << 10,
                                            le=MAX_PARTITION_FETCH_BYTES)
     zstd_level: int = Field(DEFAULT_ZSTD_LEVEL, ge=1, le=19)
+    segment_min_bytes: int = Field(0, ge=0, le=MAX_SEGMENT_BYTES, description=(
+        "Write policy: a partition is written in a run only when about this many new batch bytes wait, "
+        "or its oldest unbacked record is older than max_lag_seconds (0: write every run)."))
+    max_lag_seconds: float | None = Field(None, gt=0, description=(
+        "The recovery-point objective of the write policy: a partition whose oldest record not yet "
+        "backed up is this old is written whatever segment_min_bytes says."))
     shard: ShardConfig = ShardConfig()
     snapshot_metadata: bool = Field(True, description="Snapshot topic configs and group offsets.")
     orphan_grace_seconds: float = Field(6 * 3600, ge=0, description="Uncommitted segments older than this "
@@ -337,6 +357,13 @@ class BackupConfig(_Model):
             except re.error as exc:
                 raise ValueError(f"invalid regex {pattern!r}: {exc}") from exc
         return value
+
+    @model_validator(mode="after")
+    def _policy(self) -> BackupConfig:
+        if self.segment_min_bytes and self.max_lag_seconds is None:
+            raise ValueError("segment_min_bytes needs max_lag_seconds (the recovery-point objective), or a "
+                             "partition that trickles would never be written")
+        return self
 
     @field_validator("start", mode="before")
     @classmethod

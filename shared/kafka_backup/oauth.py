@@ -262,7 +262,7 @@ class _TokenMask(logging.Filter):
             return True
         message = record.getMessage()
         masked = message
-        for token in tokens:
+        for token in sorted(tokens, key=len, reverse=True):  # a short secret inside a token must not split it
             masked = masked.replace(token, "***")
         if masked != message:
             record.msg, record.args = masked, ()
