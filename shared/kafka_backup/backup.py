@@ -228,9 +228,14 @@ class RunResult:
     @property
     def rpo_seconds(self) -> float:
         """Age of the oldest record known not to be in the backup, worst partition (0: none known)."""
-        finished = datetime.fromisoformat(self.finished_at.replace("Z", "+00:00")).timestamp()
         oldest = [p.oldest_unbacked_ms for p in self.partitions if p.oldest_unbacked_ms is not None]
-        return round(max(0.0, finished - min(oldest) / 1000), 3) if oldest else 0.0
+        if not oldest:
+            return 0.0
+        try:
+            finished = datetime.fromisoformat(self.finished_at.replace("Z", "+00:00")).timestamp()
+        except ValueError:
+            finished = time.time()
+        return round(max(0.0, finished - min(oldest) / 1000), 3)
 
     @property
     def ok(self) -> bool:
