@@ -456,7 +456,7 @@ def check_alarms(m: Module) -> None:
     alarms = m.resources.get("aws_cloudwatch_metric_alarm", {})
     by_metric = {b.get("metric_name"): (n, b) for n, b in alarms.items() if "metric_name" in b}
     for metric, namespace in (("Errors", "AWS/Lambda"), ("GapOffsets", "${var.metrics_namespace}"),
-                              ("LagRecords", "${var.metrics_namespace}")):
+                              ("LagRecords", "${var.metrics_namespace}"), ("RpoSeconds", "${var.metrics_namespace}")):
         assert metric in by_metric, f"no alarm on {metric}"
         name, body = by_metric[metric]
         assert body["namespace"] == namespace, f"aws_cloudwatch_metric_alarm.{name}: namespace {body['namespace']}"
@@ -464,7 +464,9 @@ def check_alarms(m: Module) -> None:
     assert by_metric["Errors"][1]["threshold"] == 0 and by_metric["GapOffsets"][1]["threshold"] == 0, \
         "errors and gaps must alarm on any occurrence"
     assert by_metric["LagRecords"][1]["threshold"] == "${var.lag_alarm_threshold_records}", "lag threshold"
-    for metric in ("GapOffsets", "LagRecords"):
+    assert by_metric["RpoSeconds"][1]["threshold"] == "${2 * var.max_lag_seconds}", \
+        f"RPO threshold {by_metric['RpoSeconds'][1]['threshold']!r} is not twice var.max_lag_seconds"
+    for metric in ("GapOffsets", "LagRecords", "RpoSeconds"):
         dims = by_metric[metric][1]["dimensions"]
         assert set(dims) == {"service", "shard"}, f"{metric} alarm dimensions {sorted(dims)} != service, shard"
     breaching = [n for n, b in alarms.items() if b.get("treat_missing_data") == "breaching"]
@@ -523,6 +525,27 @@ def check_function_environment(m: Module) -> None:
     assert "POWERTOOLS_METRICS_NAMESPACE = var.metrics_namespace" in env, "metrics namespace not passed"
 
 
+def check_write_policy_environment(m: Module) -> None:
+    """The write policy reaches every run, from typed variables whose defaults are the cost model's:
+    without it a scheduled deployment pays a segment and a commit per partition per run."""
+    env = str(m.resolve(m.resource("aws_lambda_function", "this")["environment"][0]["variables"]))
+    for key, var, default in (("KAFKA_BACKUP_BACKUP__SEGMENT_MIN_BYTES", "segment_min_bytes", 8388608),
+                              ("KAFKA_BACKUP_BACKUP__MAX_LAG_SECONDS", "max_lag_seconds", 3600)):
+        times = len(re.findall(rf"\b{key} = ", env))
+        assert times == 1, f"{key} is set {times} times in the environment, want exactly once"
+        value = re.search(rf"\b{key} = (.+?)(?:, [A-Z_]+ = |\}})", env)
+        assert value and value.group(1) == f"tostring(var.{var})", \
+            f"environment lacks {key} = tostring(var.{var}): {value.group(1) if value else 'missing'}"
+        # Not inside a conditional: the policy is on in every deployment unless the variable turns it off.
+        opening = env[:value.start()].rsplit("{", 1)[0].rstrip()
+        assert opening.endswith((",", "merge(")), f"{key} is set only under a condition"
+        body = m.variables.get(var)
+        assert body is not None, f"variable {var} is missing"
+        assert body.get("type") == "number" and body.get("default") == default, \
+            f"variable {var}: type {body.get('type')!r}, default {body.get('default')!r} (want number, {default})"
+        assert body.get("validation"), f"variable {var} has no validation"
+
+
 def check_checkov_skips_justified(m: Module) -> None:
     for line in m.text.splitlines():
         if "checkov:skip" in line:
@@ -551,6 +574,7 @@ CHECKS: list[Callable[[Module], None]] = [
     check_versions,
     check_nothing_hardcoded,
     check_function_environment,
+    check_write_policy_environment,
     check_checkov_skips_justified,
 ]
 
@@ -646,6 +670,9 @@ MUTATIONS: list[tuple[Callable[[Module], None], str, str, str]] = [
     (check_log_group, "text logs", 'log_format            = "JSON"', 'log_format            = "Text"'),
     (check_alarms, "no gap alarm", 'metric_name       = "GapOffsets"', 'metric_name       = "Records"'),
     (check_alarms, "no lag alarm", 'metric_name       = "LagRecords"', 'metric_name       = "BytesStored"'),
+    (check_alarms, "no RPO alarm", 'metric_name       = "RpoSeconds"', 'metric_name       = "RunSeconds"'),
+    (check_alarms, "RPO threshold not tied to max_lag_seconds", "threshold           = 2 * var.max_lag_seconds",
+     "threshold           = 86400"),
     (check_alarms, "nothing fires when runs stop", 'treat_missing_data  = "breaching"',
      'treat_missing_data  = "notBreaching"'),
     (check_variables_and_outputs_documented, "undocumented variable",
@@ -659,6 +686,16 @@ MUTATIONS: list[tuple[Callable[[Module], None], str, str, str]] = [
     (check_function_environment, "password as a plain ARN", '"secretref:aws-secretsmanager:%s%s"', '"%s%s"'),
     (check_function_environment, "bootstrap servers under another name",
      "KAFKA_BACKUP_KAFKA__BOOTSTRAP_SERVERS =", "KAFKA_BOOTSTRAP_SERVERS ="),
+    (check_write_policy_environment, "segment_min_bytes under another name",
+     "KAFKA_BACKUP_BACKUP__SEGMENT_MIN_BYTES", "KAFKA_BACKUP_SEGMENT_MIN_BYTES"),
+    (check_write_policy_environment, "max lag hard-coded", "tostring(var.max_lag_seconds)", '"3600"'),
+    (check_write_policy_environment, "policy only for one shard",
+     "    {\n      KAFKA_BACKUP_BACKUP__SEGMENT_MIN_BYTES",
+     "    var.shards > 1 ? {} : {\n      KAFKA_BACKUP_BACKUP__SEGMENT_MIN_BYTES"),
+    (check_write_policy_environment, "policy overridden by a later entry",
+     "tostring(var.max_lag_seconds)\n    },",
+     "tostring(var.max_lag_seconds)\n    },\n    { KAFKA_BACKUP_BACKUP__SEGMENT_MIN_BYTES = \"0\" },"),
+    (check_write_policy_environment, "writes every run by default", "default     = 8388608", "default     = 0"),
     (check_checkov_skips_justified, "skip without a reason",
      "#checkov:skip=CKV_AWS_144:", "#checkov:skip=CKV_AWS_144 "),
 ]

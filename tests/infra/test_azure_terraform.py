@@ -201,6 +201,23 @@ def check_timeout_matches(cfg: Config) -> None:
             f"{name}: host functionTimeout must derive from var.{ours.group(1)}, got {host.group(1)!r}")
 
 
+def check_write_policy_settings(cfg: Config) -> None:
+    """Every run gets the write policy from typed, validated variables with the cost model's defaults:
+    without it a scheduled deployment pays a segment and a commit per partition per run."""
+    for name, app in cfg.of_type("azurerm_function_app_flex_consumption").items():
+        settings = cfg.expand(app.get("app_settings", ""))
+        for key, default in (("KAFKA_BACKUP_BACKUP__SEGMENT_MIN_BYTES", 8388608),
+                             ("KAFKA_BACKUP_BACKUP__MAX_LAG_SECONDS", 3600)):
+            match = re.search(rf'"{key}"\s*=\s*tostring\(var\.(\w+)\)', settings)
+            assert match, f"{name}: app setting {key} (from a variable) missing"
+            var = cfg.variables.get(match.group(1), {})
+            assert var.get("type") == "number" and var.get("default") == default, (
+                f"{name}: {key} comes from var.{match.group(1)} with type {var.get('type')!r}, default "
+                f"{var.get('default')!r} (want number, {default})")
+            assert var.get("description") and var.get("validation"), (
+                f"{name}: var.{match.group(1)} has no description or validation")
+
+
 def check_kafka_password_is_key_vault_reference(cfg: Config) -> None:
     for name, app in cfg.of_type("azurerm_function_app_flex_consumption").items():
         settings = cfg.expand(app.get("app_settings", ""))
@@ -228,6 +245,28 @@ resource "azurerm_function_app_flex_consumption" "this" {
 }
 variable "schedule" { default = "0 */15 * * * *" }
 variable "timeout" { default = 600 }
+"""
+
+# The write policy's variables as the module declares them, with segment_min_bytes' default left open.
+_POLICY_VARS = """
+variable "backup_segment_min_bytes" {
+  description = "Write policy."
+  type        = number
+  default     = DEFAULT
+  validation {
+    condition     = var.backup_segment_min_bytes >= 0
+    error_message = "backup_segment_min_bytes must be >= 0."
+  }
+}
+variable "backup_max_lag_seconds" {
+  description = "RPO."
+  type        = number
+  default     = 3600
+  validation {
+    condition     = var.backup_max_lag_seconds > 0
+    error_message = "backup_max_lag_seconds must be > 0."
+  }
+}
 """
 
 BAD: dict[str, tuple[Callable[[Config], None], str]] = {
@@ -322,6 +361,20 @@ BAD: dict[str, tuple[Callable[[Config], None], str]] = {
           "AzureFunctionsJobHost__functionTimeout" = "00:30:00",
           "KAFKA_BACKUP_TIMEOUT_SECONDS" = tostring(var.timeout),
         } }"""),
+    "write_policy_missing": (check_write_policy_settings, _APP + _POLICY_VARS.replace("DEFAULT", "8388608") + """
+        locals { settings = merge({
+          "KAFKA_BACKUP_BACKUP__MAX_LAG_SECONDS" = tostring(var.backup_max_lag_seconds)
+        }) }"""),
+    "max_lag_hard_coded": (check_write_policy_settings, _APP + _POLICY_VARS.replace("DEFAULT", "8388608") + """
+        locals { settings = merge({
+          "KAFKA_BACKUP_BACKUP__SEGMENT_MIN_BYTES" = tostring(var.backup_segment_min_bytes)
+          "KAFKA_BACKUP_BACKUP__MAX_LAG_SECONDS"   = "3600"
+        }) }"""),
+    "writes_every_run_by_default": (check_write_policy_settings, _APP + _POLICY_VARS.replace("DEFAULT", "0") + """
+        locals { settings = merge({
+          "KAFKA_BACKUP_BACKUP__SEGMENT_MIN_BYTES" = tostring(var.backup_segment_min_bytes)
+          "KAFKA_BACKUP_BACKUP__MAX_LAG_SECONDS"   = tostring(var.backup_max_lag_seconds)
+        }) }"""),
     "password_in_clear": (check_kafka_password_is_key_vault_reference, _APP + """
         locals { settings = { "KAFKA_BACKUP_KAFKA__SASL__PASSWORD" = var.password } }"""),
     "vault_with_access_policies": (check_key_vault_hardened, """

@@ -342,6 +342,24 @@ def check_function_wiring(module: Module) -> None:
         assert deadline == f"{budget}s", f"job {name}: attempt_deadline {deadline!r} is not the run budget {budget!r}s"
 
 
+#: The write policy's settings, the variables they come from and the cost model's defaults.
+WRITE_POLICY = (("KAFKA_BACKUP_BACKUP__SEGMENT_MIN_BYTES", "backup_segment_min_bytes", 8388608),
+                ("KAFKA_BACKUP_BACKUP__MAX_LAG_SECONDS", "backup_max_lag_seconds", 3600))
+
+
+def check_write_policy_environment(module: Module) -> None:
+    """Every run gets the write policy from typed, validated variables with the cost model's defaults:
+    without it a scheduled deployment pays a segment and a commit per partition per run."""
+    for key, var, default in WRITE_POLICY:
+        value = _bare(function_env(module, key))
+        assert value == f"tostringvar.{var}", f"{key} is {value!r}, not tostring(var.{var})"
+        body = module.variables.get(var)
+        assert body is not None, f"variable {var} is missing"
+        assert body.get("type") == "number" and body.get("default") == default, \
+            f"variable {var}: type {body.get('type')!r}, default {body.get('default')!r} (want number, {default})"
+        assert body.get("description") and body.get("validation"), f"variable {var}: no description or validation"
+
+
 # -- tests: each check passes on the module and fails on a bad snippet ----------------------------------
 
 
@@ -578,3 +596,43 @@ def test_secret_accessor_only_on_the_password_secret(module: Module, bad: str, m
 ])
 def test_function_is_internal_and_told_the_scheduler_deadline(module: Module, bad: str, match: str) -> None:
     _passes_and_catches(module, check_function_wiring, bad, match)
+
+
+@pytest.mark.parametrize(("bad", "match"), [
+    pytest.param("""
+        locals {
+          contract_environment = {
+            for key, value in {
+              KAFKA_BACKUP_STORAGE__URL            = local.storage_url
+              KAFKA_BACKUP_BACKUP__MAX_LAG_SECONDS = tostring(var.backup_max_lag_seconds)
+            } : key => value if value != null
+          }
+        }
+    """, "no KAFKA_BACKUP_BACKUP__SEGMENT_MIN_BYTES", id="segment-min-bytes-missing"),
+    pytest.param("""
+        locals {
+          contract_environment = {
+            for key, value in {
+              KAFKA_BACKUP_BACKUP__SEGMENT_MIN_BYTES = tostring(var.backup_segment_min_bytes)
+              KAFKA_BACKUP_BACKUP__MAX_LAG_SECONDS   = "3600"
+            } : key => value if value != null
+          }
+        }
+    """, "not tostring", id="max-lag-hard-coded"),
+    pytest.param("""
+        variable "backup_segment_min_bytes" {
+          description = "Write policy."
+          type        = number
+          default     = 0
+        }
+    """, "default 0", id="writes-every-run-by-default"),
+    pytest.param("""
+        variable "backup_max_lag_seconds" {
+          description = "RPO."
+          type        = number
+          default     = 3600
+        }
+    """, "no description or validation", id="max-lag-unvalidated"),
+])
+def test_function_gets_the_write_policy(module: Module, bad: str, match: str) -> None:
+    _passes_and_catches(module, check_write_policy_environment, bad, match)

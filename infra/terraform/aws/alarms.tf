@@ -150,6 +150,33 @@ resource "aws_cloudwatch_metric_alarm" "lag" {
   tags = local.tags
 }
 
+# The write policy writes a partition at the latest when its oldest unbacked record is
+# max_lag_seconds old, so a run reporting twice that has not kept the promised RPO.
+resource "aws_cloudwatch_metric_alarm" "rpo" {
+  count = local.alarm_shards
+
+  alarm_name        = "${var.name}-shard-${count.index}-rpo"
+  alarm_description = "kafka-backup ${var.name} shard ${count.index}/${var.shards}: the oldest record not yet backed up is more than ${2 * var.max_lag_seconds} seconds old (twice max_lag_seconds, the write policy's RPO). Runs fail, stop early or come too rarely: check the errors alarm, then raise shards, timeout or the schedule frequency."
+  namespace         = var.metrics_namespace
+  metric_name       = "RpoSeconds"
+  dimensions = {
+    service = aws_lambda_function.this.function_name
+    shard   = "${count.index}/${var.shards}"
+  }
+
+  statistic           = "Maximum"
+  period              = var.alarm_period_seconds
+  evaluation_periods  = 1
+  comparison_operator = "GreaterThanThreshold"
+  threshold           = 2 * var.max_lag_seconds
+  treat_missing_data  = "ignore"
+
+  alarm_actions = local.alarm_actions
+  ok_actions    = local.alarm_actions
+
+  tags = local.tags
+}
+
 resource "aws_cloudwatch_metric_alarm" "dead_letters" {
   count = var.create_alarms ? 1 : 0
 

@@ -42,6 +42,12 @@ locals {
       POWERTOOLS_METRICS_NAMESPACE          = var.metrics_namespace
       POWERTOOLS_TRACE_DISABLED             = var.enable_tracing ? "false" : "true"
     },
+    # The write policy (docs/configuration.md §4.5): always set, so that a scheduled deployment
+    # writes a trickling partition once per max_lag_seconds rather than on every run.
+    {
+      KAFKA_BACKUP_BACKUP__SEGMENT_MIN_BYTES = tostring(var.segment_min_bytes)
+      KAFKA_BACKUP_BACKUP__MAX_LAG_SECONDS   = tostring(var.max_lag_seconds)
+    },
     length(var.topics) > 0 ? { KAFKA_BACKUP_BACKUP__TOPICS = join(",", var.topics) } : {},
     length(var.topic_patterns) > 0 ? { KAFKA_BACKUP_BACKUP__TOPIC_PATTERNS = join(",", var.topic_patterns) } : {},
     var.sasl_mechanism != null ? { KAFKA_BACKUP_KAFKA__SASL__MECHANISM = var.sasl_mechanism } : {},

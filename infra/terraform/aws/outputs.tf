@@ -100,7 +100,7 @@ output "log_group_arn" {
 }
 
 output "alarm_arns" {
-  description = "ARNs of the alarms by kind (errors, throttles, no_successful_run, dead_letters: one each; gaps, lag: one per shard). Empty when create_alarms is false."
+  description = "ARNs of the alarms by kind (errors, throttles, no_successful_run, dead_letters: one each; gaps, lag, rpo: one per shard). Empty when create_alarms is false."
   value = {
     errors            = aws_cloudwatch_metric_alarm.errors[*].arn
     throttles         = aws_cloudwatch_metric_alarm.throttles[*].arn
@@ -108,5 +108,6 @@ output "alarm_arns" {
     dead_letters      = aws_cloudwatch_metric_alarm.dead_letters[*].arn
     gaps              = aws_cloudwatch_metric_alarm.gaps[*].arn
     lag               = aws_cloudwatch_metric_alarm.lag[*].arn
+    rpo               = aws_cloudwatch_metric_alarm.rpo[*].arn
   }
 }

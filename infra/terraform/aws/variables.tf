@@ -265,6 +265,28 @@ variable "shards" {
   }
 }
 
+variable "segment_min_bytes" {
+  description = "Write policy (backup.segment_min_bytes): a partition is written only when about this many new batch bytes wait, or its oldest unbacked record is max_lag_seconds old. Saves the per-run segment and commit PUTs of partitions that only trickle. 0 writes every partition on every run. The default (8 MiB) is the cost model's."
+  type        = number
+  default     = 8388608
+
+  validation {
+    condition     = var.segment_min_bytes >= 0 && var.segment_min_bytes <= 1073741824 && floor(var.segment_min_bytes) == var.segment_min_bytes
+    error_message = "segment_min_bytes must be a whole number of bytes between 0 (write every run) and 1073741824 (1 GiB)."
+  }
+}
+
+variable "max_lag_seconds" {
+  description = "Recovery-point objective of the write policy (backup.max_lag_seconds): a partition whose oldest record not yet backed up is this many seconds old is written whatever segment_min_bytes says. The RPO alarm fires at twice this."
+  type        = number
+  default     = 3600
+
+  validation {
+    condition     = var.max_lag_seconds > 0
+    error_message = "max_lag_seconds must be greater than 0."
+  }
+}
+
 variable "deadline_margin_seconds" {
   description = "Seconds before the Lambda timeout at which a run stops taking new work, so that it commits what it has and returns before the platform kills it."
   type        = number
@@ -496,7 +518,7 @@ variable "log_group_kms_key_arn" {
 ################################################################################
 
 variable "create_alarms" {
-  description = "Create the CloudWatch alarms (errors, throttles, gaps, lag, no successful run, dead letters)."
+  description = "Create the CloudWatch alarms (errors, throttles, gaps, lag, RPO, no successful run, dead letters)."
   type        = bool
   default     = true
 }
@@ -513,7 +535,7 @@ variable "alarm_sns_topic_arn" {
 }
 
 variable "alarm_period_seconds" {
-  description = "Period, in seconds, over which the errors, throttles, gap and lag alarms evaluate their metric."
+  description = "Period, in seconds, over which the errors, throttles, gap, lag and RPO alarms evaluate their metric."
   type        = number
   default     = 300
 

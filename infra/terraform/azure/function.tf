@@ -95,6 +95,11 @@ locals {
       "KAFKA_BACKUP_SCHEDULE"                  = var.schedule
       "KAFKA_BACKUP_LOG_LEVEL"                 = var.log_level
 
+      # The write policy (docs/configuration.md §4.5): a trickling partition is written once per
+      # backup_max_lag_seconds rather than on every run.
+      "KAFKA_BACKUP_BACKUP__SEGMENT_MIN_BYTES" = tostring(var.backup_segment_min_bytes)
+      "KAFKA_BACKUP_BACKUP__MAX_LAG_SECONDS"   = tostring(var.backup_max_lag_seconds)
+
       "KAFKA_BACKUP_STORAGE__URL"             = local.storage_url
       "KAFKA_BACKUP_KAFKA__BOOTSTRAP_SERVERS" = join(",", local.bootstrap_servers)
       "KAFKA_BACKUP_KAFKA__SECURITY_PROTOCOL" = local.security_protocol

@@ -52,6 +52,7 @@ locals {
     | extend ok = tobool(coalesce(tostring(c["ok"]), tostring(m["ok"])))
     | extend gap_offsets = toreal(coalesce(tostring(c["gap_offsets"]), tostring(m["gap_offsets"]), tostring(c["GapOffsets"]), tostring(m["GapOffsets"])))
     | extend lag_records = toreal(coalesce(tostring(c["lag_records"]), tostring(m["lag_records"]), tostring(c["lag"]), tostring(m["lag"]), tostring(c["LagRecords"]), tostring(m["LagRecords"])))
+    | extend rpo_seconds = toreal(coalesce(tostring(c["rpo_seconds"]), tostring(m["rpo_seconds"]), tostring(c["RpoSeconds"]), tostring(m["RpoSeconds"])))
     | extend shard = coalesce(tostring(c["shard"]), tostring(m["shard"]), "0/1");
   KQL
 
@@ -100,6 +101,22 @@ locals {
       aggregation = "Maximum"
       operator    = "GreaterThan"
       threshold   = coalesce(var.lag_alert_threshold_records, 0)
+    }
+    # The write policy writes a partition at the latest when its oldest unbacked record is
+    # backup_max_lag_seconds old, so a run reporting twice that has not kept the promised RPO.
+    rpo = {
+      enabled     = true
+      description = "A kafka-backup run ended with a record more than ${2 * var.backup_max_lag_seconds} seconds old (twice backup_max_lag_seconds, the write policy's RPO) still not backed up. Runs fail, stop at their deadline with work left, or come too rarely: check the failure alert, then raise the timeout, the schedule frequency or the instance memory."
+      window      = var.alert_evaluation_frequency
+      query       = <<-KQL
+        ${local.backup_runs_kql}
+        backup_runs
+        | project timestamp, rpo_seconds
+      KQL
+      measure     = "rpo_seconds"
+      aggregation = "Maximum"
+      operator    = "GreaterThan"
+      threshold   = 2 * var.backup_max_lag_seconds
     }
     no_success = {
       enabled     = var.no_success_alert_minutes != null

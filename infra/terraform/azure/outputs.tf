@@ -75,6 +75,6 @@ output "log_analytics_workspace_id" {
 }
 
 output "alert_ids" {
-  description = "Resource IDs of the log alert rules, by kind (failure, gaps, lag, no_success)."
+  description = "Resource IDs of the log alert rules, by kind (failure, gaps, lag, rpo, no_success)."
   value       = { for k, v in azurerm_monitor_scheduled_query_rules_alert_v2.this : k => v.id }
 }

@@ -497,6 +497,28 @@ variable "backup_topic_patterns" {
   }
 }
 
+variable "backup_segment_min_bytes" {
+  description = "Write policy (KAFKA_BACKUP_BACKUP__SEGMENT_MIN_BYTES): a partition is written only when about this many new batch bytes wait, or its oldest unbacked record is backup_max_lag_seconds old. Saves the per-run segment and commit writes of partitions that only trickle. 0 writes every partition on every run. The default (8 MiB) is the cost model's."
+  type        = number
+  default     = 8388608
+
+  validation {
+    condition     = var.backup_segment_min_bytes >= 0 && var.backup_segment_min_bytes <= 1073741824 && floor(var.backup_segment_min_bytes) == var.backup_segment_min_bytes
+    error_message = "backup_segment_min_bytes must be a whole number of bytes between 0 (write every run) and 1073741824 (1 GiB)."
+  }
+}
+
+variable "backup_max_lag_seconds" {
+  description = "Recovery-point objective of the write policy (KAFKA_BACKUP_BACKUP__MAX_LAG_SECONDS): a partition whose oldest record not yet backed up is this many seconds old is written whatever backup_segment_min_bytes says. The rpo alert fires at twice this."
+  type        = number
+  default     = 3600
+
+  validation {
+    condition     = var.backup_max_lag_seconds > 0
+    error_message = "backup_max_lag_seconds must be greater than 0."
+  }
+}
+
 ################################################################################
 # Key vault (Kafka secret)
 ################################################################################

@@ -15,6 +15,8 @@ locals {
       KAFKA_BACKUP_BACKUP__EXCLUDE_PATTERNS    = length(var.backup_exclude_patterns) > 0 ? join(",", var.backup_exclude_patterns) : null
       KAFKA_BACKUP_BACKUP__MAX_RECORDS         = var.backup_max_records == null ? null : tostring(var.backup_max_records)
       KAFKA_BACKUP_BACKUP__MAX_BYTES           = var.backup_max_bytes == null ? null : tostring(var.backup_max_bytes)
+      KAFKA_BACKUP_BACKUP__SEGMENT_MIN_BYTES   = tostring(var.backup_segment_min_bytes)
+      KAFKA_BACKUP_BACKUP__MAX_LAG_SECONDS     = tostring(var.backup_max_lag_seconds)
       KAFKA_BACKUP_TIMEOUT_SECONDS             = tostring(local.run_budget_seconds)
       KAFKA_BACKUP_DEADLINE_MARGIN_SECONDS     = tostring(var.deadline_margin_seconds)
       KAFKA_BACKUP_LOG_LEVEL                   = var.log_level

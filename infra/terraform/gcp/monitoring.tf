@@ -1,6 +1,6 @@
 # Alerts read the one structured summary line each run logs (the function contract):
 #   {"event": "backup_run", "run_id": ..., "ok": true|false, "stop_reason": ..., "shard": "I/N",
-#    "gap_offsets": ..., "lag_records": ..., "severity": "INFO"|"ERROR", ...}
+#    "gap_offsets": ..., "lag_records": ..., "rpo_seconds": ..., "severity": "INFO"|"ERROR", ...}
 # Cloud Run turns a JSON line on stdout into jsonPayload (and its "severity" into the entry's
 # severity), so log-based metrics see every run whether or not the function's own custom metrics
 # arrive. A run that dies before logging (crash, OOM, timeout) is caught by the HTTP 5xx condition.
@@ -97,6 +97,29 @@ resource "google_logging_metric" "lagging_runs" {
   name             = "${var.name}/lagging_runs"
   description      = "Backup runs of ${var.name} that ended more than ${coalesce(var.lag_alert_threshold_records, 0)} records behind."
   filter           = "${local.summary_log_filter} AND jsonPayload.lag_records>${coalesce(var.lag_alert_threshold_records, 0)}"
+  label_extractors = local.shard_label
+
+  metric_descriptor {
+    metric_kind = "DELTA"
+    value_type  = "INT64"
+    unit        = "1"
+    labels {
+      key         = "shard"
+      value_type  = "STRING"
+      description = "Shard as I/N."
+    }
+  }
+}
+
+# The write policy writes a partition at the latest when its oldest unbacked record is
+# backup_max_lag_seconds old, so a run reporting twice that has not kept the promised RPO.
+resource "google_logging_metric" "rpo_exceeded_runs" {
+  count = var.create_alerts ? 1 : 0
+
+  project          = var.project_id
+  name             = "${var.name}/rpo_exceeded_runs"
+  description      = "Backup runs of ${var.name} whose oldest record not yet backed up was more than ${2 * var.backup_max_lag_seconds} seconds old (twice backup_max_lag_seconds)."
+  filter           = "${local.summary_log_filter} AND jsonPayload.rpo_seconds>${2 * var.backup_max_lag_seconds}"
   label_extractors = local.shard_label
 
   metric_descriptor {
@@ -232,6 +255,43 @@ resource "google_monitoring_alert_policy" "lag" {
     display_name = "lag_records > ${coalesce(var.lag_alert_threshold_records, 0)}"
     condition_threshold {
       filter          = "metric.type=\"${local.log_metric_prefix}${google_logging_metric.lagging_runs[0].name}\" AND resource.type=\"cloud_run_revision\""
+      comparison      = "COMPARISON_GT"
+      threshold_value = 0
+      duration        = "0s"
+      aggregations {
+        alignment_period     = "300s"
+        per_series_aligner   = "ALIGN_SUM"
+        cross_series_reducer = "REDUCE_SUM"
+        group_by_fields      = ["metric.label.shard"]
+      }
+      trigger {
+        count = 1
+      }
+    }
+  }
+}
+
+resource "google_monitoring_alert_policy" "rpo" {
+  count = var.create_alerts ? 1 : 0
+
+  project               = var.project_id
+  display_name          = "${var.name}: backup RPO above ${2 * var.backup_max_lag_seconds} s"
+  combiner              = "OR"
+  notification_channels = var.notification_channels
+
+  documentation {
+    mime_type = "text/markdown"
+    content   = "A run of `${var.name}` ended with a record more than ${2 * var.backup_max_lag_seconds} seconds old (twice `backup_max_lag_seconds`, the write policy's recovery-point objective) still not backed up. Runs fail, stop at their deadline with work left, or come too rarely: check the failures alert, then raise the timeout, the shard count or the schedule frequency."
+  }
+
+  alert_strategy {
+    auto_close = local.alert_auto_close
+  }
+
+  conditions {
+    display_name = "rpo_seconds > ${2 * var.backup_max_lag_seconds}"
+    condition_threshold {
+      filter          = "metric.type=\"${local.log_metric_prefix}${google_logging_metric.rpo_exceeded_runs[0].name}\" AND resource.type=\"cloud_run_revision\""
       comparison      = "COMPARISON_GT"
       threshold_value = 0
       duration        = "0s"

@@ -88,21 +88,23 @@ output "log_metric_types" {
   description = "Cloud Monitoring metric types of the log-based metrics, by name; absent when not created."
   value = {
     for k, name in {
-      failed_runs     = one(google_logging_metric.failed_runs[*].name)
-      successful_runs = one(google_logging_metric.successful_runs[*].name)
-      gap_offsets     = one(google_logging_metric.gap_offsets[*].name)
-      lagging_runs    = one(google_logging_metric.lagging_runs[*].name)
+      failed_runs       = one(google_logging_metric.failed_runs[*].name)
+      successful_runs   = one(google_logging_metric.successful_runs[*].name)
+      gap_offsets       = one(google_logging_metric.gap_offsets[*].name)
+      lagging_runs      = one(google_logging_metric.lagging_runs[*].name)
+      rpo_exceeded_runs = one(google_logging_metric.rpo_exceeded_runs[*].name)
     } : k => "${local.log_metric_prefix}${name}" if name != null
   }
 }
 
 output "alert_policy_ids" {
-  description = "Alert policy IDs, by purpose (failures, gaps, lag, no_success); absent when not created."
+  description = "Alert policy IDs, by purpose (failures, gaps, lag, rpo, no_success); absent when not created."
   value = {
     for k, id in {
       failures   = one(google_monitoring_alert_policy.failures[*].id)
       gaps       = one(google_monitoring_alert_policy.gaps[*].id)
       lag        = one(google_monitoring_alert_policy.lag[*].id)
+      rpo        = one(google_monitoring_alert_policy.rpo[*].id)
       no_success = one(google_monitoring_alert_policy.no_success[*].id)
     } : k => id if id != null
   }

@@ -118,8 +118,12 @@ run "scram_defaults" {
     error_message = "host roles / no Event Hubs role"
   }
   assert {
-    condition     = toset(keys(output.alert_ids)) == toset(["failure", "gaps", "lag", "no_success"])
-    error_message = "four alerts"
+    condition     = toset(keys(output.alert_ids)) == toset(["failure", "gaps", "lag", "rpo", "no_success"])
+    error_message = "five alerts"
+  }
+  assert {
+    condition     = azurerm_function_app_flex_consumption.this.app_settings["KAFKA_BACKUP_BACKUP__SEGMENT_MIN_BYTES"] == "8388608" && azurerm_function_app_flex_consumption.this.app_settings["KAFKA_BACKUP_BACKUP__MAX_LAG_SECONDS"] == "3600" && azurerm_monitor_scheduled_query_rules_alert_v2.this["rpo"].criteria[0].threshold == 7200
+    error_message = "write policy settings (8 MiB, 3600 s) and the RPO alert at twice max lag"
   }
   assert {
     condition     = azurerm_monitor_scheduled_query_rules_alert_v2.this["no_success"].window_duration == "PT2H" && strcontains(azurerm_monitor_scheduled_query_rules_alert_v2.this["no_success"].criteria[0].query, "ago(120m)")
