@@ -100,6 +100,9 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--max-bytes", type=int, metavar="N")
     b.add_argument("--start", metavar="earliest|latest|TIME", help="where a new partition's backup begins")
     b.add_argument("--shard", metavar="I/N", help="take shard I of N of the partitions (0-based)")
+    b.add_argument("--flush", action="store_true",
+                   help="write every partition that has anything new, whatever the write policy "
+                        "(backup.segment_min_bytes / max_lag_seconds) says")
     b.add_argument("--no-progress", action="store_true")
 
     ls = sub.add_parser("ls", help="list what a backup holds")
@@ -116,6 +119,15 @@ def _parser() -> argparse.ArgumentParser:
                     help="only segments older than this (must exceed the longest run; default: the config's "
                          "backup.orphan_grace_seconds, 6 h)")
     gc.add_argument("--dry-run", action="store_true")
+
+    co = sub.add_parser("cost", help="objects and requests per partition and per day, and a monthly bill model "
+                        "on S3, Azure Blob and GCS (docs/pricing.md)")
+    _add_storage_args(co)
+    co.add_argument("--prices", metavar="FILE.yaml", help="override the price table of docs/pricing.md (same keys)")
+    co.add_argument("--days", type=int, default=7, metavar="N", help="days of history to measure (default 7)")
+    co.add_argument("--memory-mb", type=int, metavar="MB",
+                    help="function memory for GB-seconds (default: the price table's model.memory_mb, 512)")
+    co.add_argument("--top", type=int, default=10, metavar="N", help="partitions to list by requests (default 10)")
 
     r = sub.add_parser("restore", help="restore a backed-up topic into a cluster")
     _add_storage_args(r)
@@ -175,6 +187,8 @@ def cmd_backup(args: argparse.Namespace) -> int:
         except ValueError:
             raise ConfigError(f"--shard wants I/N, got {args.shard!r}", source="flags") from None
         backup["shard"] = {"index": i, "count": n}
+    if args.flush:
+        backup["segment_min_bytes"] = 0
     overrides: dict[str, Any] = {"backup": backup}
     if args.bootstrap_servers:
         overrides["kafka"] = {"bootstrap_servers": args.bootstrap_servers}
@@ -302,7 +316,25 @@ def cmd_restore(args: argparse.Namespace) -> int:
     return EXIT_OK if result.ok else EXIT_FAILED
 
 
-COMMANDS = {"backup": cmd_backup, "ls": cmd_ls, "verify": cmd_verify, "gc": cmd_gc, "restore": cmd_restore}
+def cmd_cost(args: argparse.Namespace) -> int:
+    from .cost import analyze, format_report, load_prices
+
+    if args.days < 1:
+        raise ConfigError(f"must be at least 1, got {args.days}", source="flags", field="--days")
+    prices = load_prices(args.prices, memory_mb=args.memory_mb)
+    report = analyze(_storage(args), days=args.days, prices=prices)
+    if not report.stored:
+        print(f"kafka-backup: no backup found at {report.storage}", file=sys.stderr)
+        return EXIT_FAILED
+    if args.json:
+        _print_json(report.to_dict())
+    else:
+        print(format_report(report, top=max(0, args.top)))
+    return EXIT_OK
+
+
+COMMANDS = {"backup": cmd_backup, "ls": cmd_ls, "verify": cmd_verify, "gc": cmd_gc, "restore": cmd_restore,
+            "cost": cmd_cost}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
