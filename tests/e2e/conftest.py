@@ -3,3 +3,4 @@
 from tests.integration.conftest import admin, make_topic, producer
 
 __all__ = ["admin", "make_topic", "producer"]
+from tests.integration.conftest import secure_kafka  # noqa: F401  (the SASL_SSL listener, for the GCP function)
