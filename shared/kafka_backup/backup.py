@@ -74,6 +74,8 @@ PartitionStatus = Literal["complete", "partial", "deferred", "error"]
 _EMPTY_FETCHES_BEFORE_GIVING_UP = 3
 _MAX_PREFETCHED_PARTITIONS = 8
 _STORE_CONCURRENCY = 16
+#: Planning reads (hint, probe, anchor) are small GETs: latency-bound on a real store.
+_PLAN_CONCURRENCY = 32
 #: Partitions named in one FetchRequest (the response stays bounded by fetch_max_bytes).
 _PARTITIONS_PER_FETCH = 1000
 
@@ -493,6 +495,8 @@ class BackupRun:
         self._committer = ThreadPoolExecutor(max_workers=_STORE_CONCURRENCY, thread_name_prefix="kb-commit")
         self._inflight = _InFlight(max(self.cfg.segment_max_bytes, MULTIPART_CHUNK))
         self._retention_ms: dict[str, int] = {}
+        self._configs: dict[str, dict[str, Any]] | None = None
+        self._groups: dict[str, dict[tuple[str, int], Any]] | None = None
 
     def _extra(self, job: _Job | None = None) -> dict[str, Any]:
         """``extra=`` fields for log records, so JSON loggers show run id, topic and partition."""
@@ -522,12 +526,13 @@ class BackupRun:
                     accepted = {name: info for name, info in topics.items() if name not in refused}
                     if self.cfg.snapshot_metadata and accepted:
                         self._enter("metadata")
-                        self._snapshot_metadata(cluster, accepted)
+                        self._read_metadata(cluster, accepted)
                     self._enter("snapshot")
                     jobs = self._plan(cluster, topics, refused)
                     self._enter("sweep")
                     self._sweep(jobs)
                     stop = self._loop(cluster, raw, jobs)
+                    self._write_metadata(accepted, jobs)
                 except _OutOfTime as exc:
                     log.warning("deadline reached before phase %r; stopping with what is committed", exc.phase,
                                 extra=self._extra())
@@ -602,7 +607,7 @@ class BackupRun:
                 return exc
 
         # Object-store round trips dominate planning with many partitions: run them concurrently.
-        with ThreadPoolExecutor(max_workers=_STORE_CONCURRENCY, thread_name_prefix="kb-plan") as pool:
+        with ThreadPoolExecutor(max_workers=_PLAN_CONCURRENCY, thread_name_prefix="kb-plan") as pool:
             chains = list(pool.map(read_chain, live))
         found_by_tp = dict(zip(live, chains, strict=True))
         # New partitions (no chain, no anchor) need their start offset: one batched ListOffsets
@@ -1003,28 +1008,43 @@ class BackupRun:
         job.sweep_from = job.pos if outcome.kept_from is None else min(job.pos, outcome.kept_from)
 
     # snapshots -------------------------------------------------------------------------------
-    def _snapshot_metadata(self, cluster: Cluster, topics: dict[str, TopicInfo]) -> None:
-        """Topic configs (all keys) for each topic, and group offsets (shard 0 only), for restore."""
-        stamp = utc_stamp()
+    def _read_metadata(self, cluster: Cluster, topics: dict[str, TopicInfo]) -> None:
+        """Topic configs (all keys; ``retention.ms`` feeds the write policy) and, on shard 0, the
+        groups' committed offsets: one batched request each, before any data is read."""
         try:
-            configs = cluster.topic_configs(topics)
-            for name, entries in configs.items():
+            self._configs = cluster.topic_configs(topics)
+            for name, entries in self._configs.items():
                 value = (entries.get("retention.ms") or {}).get("value")
                 if value is not None and str(value).lstrip("-").isdigit():
                     self._retention_ms[name] = int(value)
-            for name, info in topics.items():
+            if self.cfg.shard.index == 0:
+                self._groups = cluster.group_offsets(topics)
+        except KafkaClientError as exc:
+            log.warning("metadata snapshot skipped: %s", exc, extra=self._extra())
+
+    def _write_metadata(self, topics: dict[str, TopicInfo], jobs: list[_Job]) -> None:
+        """Store the snapshots for restore, for the topics this run moved only: an idle topic's
+        last snapshot still describes its data, and rewriting it every run would cost one PUT per
+        topic per run for nothing."""
+        moved = {j.topic for j in jobs if j.segments}
+        if not moved or self._configs is None:
+            return
+        stamp = utc_stamp()
+        try:
+            for name in sorted(moved & set(topics)):
+                info = topics[name]
                 write_json(self.store, f"topics/{encode_topic(name)}/metadata/{stamp}-{self.run_id}.json", {
                     "topic": name, "partitions": info.partitions, "replication_factor": info.replication_factor,
-                    "configs": configs.get(name, {}), "captured_at": now_iso(), "run_id": self.run_id,
+                    "configs": self._configs.get(name, {}), "captured_at": now_iso(), "run_id": self.run_id,
                     "topic_id": info.topic_id,
                 })
-            if self.cfg.shard.index == 0:
-                groups = cluster.group_offsets(topics)
-                doc = {gid: {f"{t}:{p}": asdict(o) for (t, p), o in offs.items()} for gid, offs in groups.items()}
+            if self._groups is not None:
+                doc = {gid: {f"{t}:{p}": asdict(o) for (t, p), o in offs.items()}
+                       for gid, offs in self._groups.items()}
                 write_json(self.store, f"groups/{stamp}-{self.run_id}.json",
                            {"captured_at": now_iso(), "run_id": self.run_id, "groups": doc})
-        except (KafkaClientError, StorageError) as exc:
-            log.warning("metadata snapshot skipped: %s", exc, extra=self._extra())
+        except StorageError as exc:
+            log.warning("metadata snapshot not written: %s", exc, extra=self._extra())
 
     def _result(self, job: _Job) -> PartitionResult:
         status: PartitionStatus = "error" if job.error else "complete" if job.pos >= job.target else \
