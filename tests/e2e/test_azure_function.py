@@ -305,7 +305,8 @@ def test_a_token_azurite_rejects_fails_the_invocation(app: AppUnderTest, make_to
     assert isinstance(raised, RunFailedError), raised
     (summary,) = summaries(caplog)
     assert summary["ok"] is False and summary["level"] == "ERROR" and summary["run_failed"] == 1
-    assert summary["error_type"] == "StorageError" and "permission denied" in summary["error"]
+    assert summary["error_type"] == "StorageAuthError" and "permission denied" in summary["error"]
+    assert summary["exit_code"] == 2  # a refused identity is a setting to fix, not an outage
     assert app.identity.token_requests(STORAGE_RESOURCE)
     assert_no_secrets(caplog, app.identity)
 
