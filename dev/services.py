@@ -7,7 +7,7 @@ Usage (from the repository root, with the project's virtualenv):
     python -m dev.services stop    [NAME ...]
     python -m dev.services status  [NAME ...]
 
-NAME is one of: kafka, localstack, azurite, gcs, webdav (default: all of them).
+NAME is one of: kafka, localstack, azurite, gcs, webdav, toxiproxy (default: all of them).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import sys
 
 from dev._common import Service, ServiceError
 
-NAMES = ("kafka", "localstack", "azurite", "gcs", "webdav")
+NAMES = ("kafka", "localstack", "azurite", "gcs", "webdav", "toxiproxy")
 
 
 def get(name: str) -> Service:

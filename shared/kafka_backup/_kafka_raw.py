@@ -88,6 +88,7 @@ _BACKOFF_MAX_S = 2.0
 _NO_LEADER = -1
 
 _OFFSET_OUT_OF_RANGE = 1
+_PAST_DEADLINE = "_kafka_backup_past_deadline"  # set on the timeout of a wait cut short by the caller's deadline
 # Errors that mean "the protocol or format we speak is not what the broker speaks".
 _INCOMPATIBLE_CODES = frozenset({35, 43, 76})  # UNSUPPORTED_VERSION, UNSUPPORTED_FOR_MESSAGE_FORMAT,
 #                                                UNSUPPORTED_COMPRESSION_TYPE
@@ -256,6 +257,7 @@ def _check_classes(problems: list[str]) -> None:
     for name, params in (("bootstrap", ("timeout_ms",)), ("run", ("coro",)),
                          ("send", ("request", "node_id", "request_timeout_ms")), ("close", ())):
         _need(problems, KafkaConnectionManager, name, params=params)
+    _need(problems, KafkaConnectionManager, "wait_for", params=("future", "timeout_ms"), coroutine=True)
     _need(problems, KafkaConnectionManager, "broker_version")
     _need(problems, _KafkaFuture, "failure", params=("e",))
     _need(problems, _KafkaFuture, "__await__")
@@ -549,6 +551,7 @@ class RawKafka:
         pending = pending[shift:] + pending[:shift]
         reasons: dict[TopicPartitionKey, str] = {}
         attempt = 0
+        started = time.monotonic()
         while pending:
             retry: list[TopicPartitionKey] = []
             await self._ensure_leaders([tp for tp in pending if tp not in self._leaders], reasons,
@@ -568,11 +571,12 @@ class RawKafka:
                 sent.append((node_id, tps, self._send(request, node_id, max_wait_ms, deadline)))
             for node_id, tps, future in sent:
                 try:
-                    response = await future
+                    response = await self._until(future, deadline)
                 except Exception as exc:
                     reason = self._request_failed(exc, node_id)
                     for tp in tps:
-                        reasons[tp] = reason
+                        if not (getattr(exc, _PAST_DEADLINE, False) and tp in reasons):  # keep the real error
+                            reasons[tp] = reason
                         retry.append(tp)
                     continue
                 for tp, outcome in self._parse(response, node_id, tps, wanted).items():
@@ -589,8 +593,8 @@ class RawKafka:
             if now >= deadline:
                 tp = next((tp for tp in pending if tp in reasons), pending[0])
                 raise KafkaClientError(
-                    f"fetch at offset {wanted[tp]} still failing after retries until the timeout: "
-                    f"{reasons.get(tp, 'no leader known')}"
+                    f"fetch at offset {wanted[tp]} still failing after {attempt} retries in "
+                    f"{now - started:.1f}s (the timeout): {reasons.get(tp, 'no leader known')}"
                     + (f" (and {len(pending) - 1} more partition(s))" if len(pending) > 1 else ""),
                     topic=tp[0], partition=tp[1])
             attempt += 1
@@ -598,6 +602,11 @@ class RawKafka:
             log.debug("fetch: retrying %d partition(s) in %.2fs: %s", len(pending), delay,
                       {f"{t}[{p}]": reasons.get((t, p)) for t, p in pending})
             await self._net.sleep(min(delay, max(0.0, deadline - now)))
+        if attempt:
+            # Once per fetch that needed retries (never per retry): what failed and for how long.
+            error = next(reversed(reasons.values()), "no leader known")
+            log.info("fetch of %d partition(s) from %s recovered after %d retries in %.1fs (error: %s)",
+                     len(wanted), self._servers, attempt, time.monotonic() - started, error)
         return {tp: results[tp] for tp in wanted}
 
     def _send(self, request: Any, node_id: int, max_wait_ms: int, deadline: float) -> Any:
@@ -611,6 +620,21 @@ class RawKafka:
             return self._manager.send(request, node_id=node_id, request_timeout_ms=timeout_ms)
         except Exception as exc:  # e.g. UnknownBrokerIdError, a cached authentication failure
             return _KafkaFuture().failure(exc)
+
+    async def _until(self, future: Any, deadline: float) -> Any:
+        """Await a request's future, but no longer than ``deadline``.
+
+        Why: kafka-python starts a request's timeout when the request is *sent*; one queued behind
+        a connection that is still being set up (or a half-open one that swallows bytes until its
+        own timeout closes it) waits that long first.  The deadline is the caller's, so it wins;
+        the timeout is a retriable ``KafkaTimeoutError``, handled like any other, but marked so that
+        it does not replace the error that made the request worth retrying in the first place.
+        """
+        try:
+            return await self._manager.wait_for(future, max(1.0, (deadline - time.monotonic()) * 1000))
+        except _kerr.KafkaTimeoutError as exc:
+            setattr(exc, _PAST_DEADLINE, True)
+            raise
 
     def _request_failed(self, exc: BaseException, node_id: int) -> str:
         """Classify a failed request: return a reason to retry, or raise."""
@@ -705,11 +729,12 @@ class RawKafka:
         remaining_ms = int((deadline - time.monotonic()) * 1000)
         timeout_ms = max(1000, min(self._request_timeout_ms, remaining_ms))
         try:
-            response = await self._manager.send(request, request_timeout_ms=timeout_ms)
+            response = await self._until(self._manager.send(request, request_timeout_ms=timeout_ms), deadline)
         except Exception as exc:
             if isinstance(exc, _kerr.KafkaError) and exc.retriable:
                 for tp in missing:
-                    reasons[tp] = f"metadata request failed: {_describe(exc)}"
+                    if not (getattr(exc, _PAST_DEADLINE, False) and tp in reasons):  # keep the real error
+                        reasons[tp] = f"metadata request failed: {_describe(exc)}"
                 return
             raise _translate(exc, "metadata request failed") from exc
         known_brokers = {b.node_id for b in response.brokers}

@@ -7,6 +7,12 @@ that, and every obstore/builtin error is translated here into :mod:`kafka_backup
 
 Keys are relative to the configured prefix; the prefix is applied here for every backend alike.
 
+Retries are obstore's own (``storage.retry_*``: 5xx and 429 answers, connection errors, dropped
+connections and read timeouts, with exponential backoff and jitter).  A store bound to a deadline
+(:meth:`Store.bounded`, what every backup run does) shrinks the request timeout and the retry
+budget as the deadline nears, so no single storage call outlives it: obstore's retry loop runs in
+Rust and cannot be interrupted from Python, so it must be configured not to need that.
+
 Example::
 
     store = open_store("file:///var/backups/kafka")
@@ -20,9 +26,9 @@ import contextlib
 import re
 import threading
 import uuid
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
-from datetime import datetime
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -32,7 +38,16 @@ from obstore import exceptions as obx
 from obstore.store import AzureStore, GCSStore, HTTPStore, LocalStore, MemoryStore, S3Store
 
 from .config import StorageConfig, reveal, storage_from_url
-from .errors import ConfigError, ObjectExists, ObjectNotFound, PreconditionFailed, StorageError, StorageUnsupported
+from .deadline import Deadline
+from .errors import (
+    ConfigError,
+    ObjectExists,
+    ObjectNotFound,
+    PreconditionFailed,
+    StorageAuthError,
+    StorageError,
+    StorageUnsupported,
+)
 
 _MEMORY_STORES: dict[str, MemoryStore] = {}
 _MEMORY_LOCK = threading.Lock()
@@ -55,6 +70,54 @@ class PutResult:
     version: str | None
 
 
+@dataclass(frozen=True, slots=True)
+class RetryLimits:
+    """How long one storage call may take: obstore's per-attempt timeout and its retry settings."""
+
+    request_timeout: float
+    max_retries: int
+    retry_timeout: float
+    backoff_initial: float
+    backoff_max: float
+    backoff_base: float
+
+    @classmethod
+    def of(cls, cfg: StorageConfig) -> RetryLimits:
+        return cls(cfg.request_timeout_seconds, cfg.retry_max_retries, cfg.retry_timeout_seconds,
+                   cfg.retry_backoff_initial_seconds, cfg.retry_backoff_max_seconds, cfg.retry_backoff_base)
+
+    @property
+    def worst_case(self) -> float:
+        """Seconds one call can last: retries start until ``retry_timeout``, each after at most
+        ``backoff_max``, and the last attempt may take a whole ``request_timeout``."""
+        if not self.max_retries:
+            return self.request_timeout
+        return self.retry_timeout + self.backoff_max + self.request_timeout
+
+    def within(self, seconds: float) -> RetryLimits:
+        """These limits, shrunk so that one call fits in ``seconds`` (but always one attempt of at
+        least a second, so a call made at the deadline can still succeed).  The attempt gets most
+        of the time: a slow upload that progresses is worth more than retries near the end."""
+        if self.worst_case <= seconds:
+            return self
+        request = max(1.0, min(self.request_timeout, seconds * 0.75))
+        rest = seconds - request
+        backoff_max = min(self.backoff_max, rest / 4)
+        retry = min(self.retry_timeout, rest - backoff_max)
+        if retry < 0.5 or backoff_max < self.backoff_initial:
+            return replace(self, request_timeout=request, max_retries=0)
+        return replace(self, request_timeout=request, retry_timeout=retry, backoff_max=backoff_max)
+
+    def client_options(self) -> dict[str, Any]:
+        return {"timeout": timedelta(seconds=self.request_timeout)}
+
+    def retry_config(self) -> dict[str, Any]:
+        """obstore's ``RetryConfig`` (a TypedDict) for these limits."""
+        return {"max_retries": self.max_retries, "retry_timeout": timedelta(seconds=self.retry_timeout),
+                "backoff": {"init_backoff": timedelta(seconds=self.backoff_initial),
+                            "max_backoff": timedelta(seconds=self.backoff_max), "base": self.backoff_base}}
+
+
 @contextlib.contextmanager
 def _translate(op: str, key: str | None, where: str) -> Iterator[None]:
     """Map obstore and builtin errors onto ours; the message names the store and key, never secrets."""
@@ -72,9 +135,10 @@ def _translate(op: str, key: str | None, where: str) -> Iterator[None]:
     except (NotImplementedError, obx.NotSupportedError) as exc:
         raise StorageUnsupported(f"{op}: not supported by this backend ({where})", key=key) from exc
     except obx.PermissionDeniedError as exc:
-        raise StorageError(f"{op}: permission denied on {name}", key=key) from exc
+        raise StorageAuthError(f"{op}: permission denied on {name} (check the identity's role on it)",
+                               key=key) from exc
     except obx.UnauthenticatedError as exc:
-        raise StorageError(f"{op}: not authenticated to {where} (check the identity or keys)", key=key) from exc
+        raise StorageAuthError(f"{op}: not authenticated to {where} (check the identity or keys)", key=key) from exc
     except obx.BaseError as exc:
         raise StorageError(f"{op} {name}: {_first_line(exc)}", key=key) from exc
     except OSError as exc:
@@ -92,17 +156,55 @@ def _first_line(exc: BaseException) -> str:
 
 
 class Store:
-    """A bucket/container/folder plus key prefix. Thread-safe; cheap to share within a run."""
+    """A bucket/container/folder plus key prefix. Thread-safe; cheap to share within a run.
 
-    def __init__(self, inner: Any, *, prefix: str = "", display: str, create_via_copy: bool = False) -> None:
-        self._inner = inner
+    ``opener`` (given by :func:`open_store` for the network backends) re-creates the inner obstore
+    store with other :class:`RetryLimits`; ``limits`` are the configured ones.  Both are what lets
+    :meth:`bounded` keep every call inside a deadline.
+    """
+
+    def __init__(self, inner: Any, *, prefix: str = "", display: str, create_via_copy: bool = False,
+                 opener: Callable[[RetryLimits], Any] | None = None, limits: RetryLimits | None = None) -> None:
+        self._inner_store = inner
         self._prefix = prefix.strip("/")
         self.display = display
         #: WebDAV has no conditional put; create-if-absent goes through COPY with Overwrite: F.
         self.create_via_copy = create_via_copy
+        self._opener = opener
+        self.limits = limits
+        self._deadline: Deadline | None = None
+        self._lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"Store({self.display!r})"
+
+    def bounded(self, deadline: Deadline | None) -> Store:
+        """This store (same location, same objects) with every call kept inside ``deadline``.
+
+        The request timeout and the retry budget are shrunk whenever the time left no longer
+        covers one call's worst case (to 80 % of the time left, so re-opening happens about every
+        fifth of the remaining time, never per call).  Stores without retries (local folder, memory) and a
+        ``None`` deadline return ``self``.
+        """
+        if deadline is None or self._opener is None or self.limits is None:
+            return self
+        other = Store(self._inner_store, prefix=self._prefix, display=self.display,
+                      create_via_copy=self.create_via_copy, opener=self._opener, limits=self.limits)
+        other._deadline = deadline
+        return other
+
+    @property
+    def _inner(self) -> Any:
+        if self._deadline is None or self._opener is None or self.limits is None:
+            return self._inner_store
+        left = self._deadline.remaining()
+        with self._lock:
+            if self.limits.worst_case > left:
+                shrunk = self.limits.within(left * 0.8)
+                if shrunk != self.limits:  # at the floor (one 1 s attempt) nothing changes any more
+                    self.limits = shrunk
+                    self._inner_store = self._opener(shrunk)
+            return self._inner_store
 
     def _path(self, key: str) -> str:
         key = key.strip("/")
@@ -233,47 +335,45 @@ class Store:
                           meta.get("version"))
 
 
-def open_store(target: str | StorageConfig, *, credential_provider: Any = None) -> Store:
+def open_store(target: str | StorageConfig, *, credential_provider: Any = None,
+               deadline: Deadline | None = None) -> Store:
     """Open a store from a URL or validated config; credentials default to the platform identity.
 
     ``credential_provider`` is one of obstore's providers (``obstore.auth.azure.AzureCredentialProvider``,
     ``obstore.auth.google.GoogleCredentialProvider``, ``obstore.auth.boto3.Boto3CredentialProvider``)
-    built by a handler around its platform's identity library: the engine never imports a cloud SDK.
+    built by a handler around its platform's identity library (the engine never imports a cloud
+    SDK), or a mapping from backend name (``"s3"``, ``"azure"``, ``"gcs"``) to one, so that a
+    provider is only ever handed to the backend it is for.
+    ``deadline``: the same as ``open_store(...).bounded(deadline)``.
     """
     cfg = storage_from_url(target) if isinstance(target, str) else target
+    if isinstance(credential_provider, Mapping):  # {"gcs": provider}: only for that backend
+        credential_provider = credential_provider.get(cfg.backend)
     if credential_provider is not None and cfg.backend in {"s3", "azure", "gcs"}:
         client_extra: dict[str, Any] = {"credential_provider": credential_provider}
     else:
         client_extra = {}
-    client: Any = {"timeout": f"{cfg.request_timeout_seconds}s"}
+    base_client: dict[str, Any] = {}
     if cfg.allow_http:
-        client["allow_http"] = True
+        base_client["allow_http"] = True
     extra: dict[str, Any] = dict(cfg.options)
     display = cfg.display()
-    with _translate("open", None, display):
-        if cfg.backend == "s3":
-            return Store(_open_s3(cfg, client, extra, client_extra), prefix=cfg.prefix, display=display)
-        if cfg.backend == "azure":
-            return Store(_open_azure(cfg, client, extra, client_extra), prefix=cfg.prefix, display=display)
-        if cfg.backend == "gcs":
-            gcs: dict[str, Any] = dict(extra)
-            if cfg.base_url:
-                gcs["base_url"] = cfg.base_url
-            if cfg.service_account_path:
-                gcs["service_account"] = cfg.service_account_path
-            if cfg.skip_signature:
-                gcs["skip_signature"] = True
-            return Store(GCSStore(cfg.bucket, client_options=client, **client_extra, **gcs), prefix=cfg.prefix,
-                         display=display)
-        if cfg.backend == "filesystem":
-            assert cfg.path is not None
-            root = Path(cfg.path).expanduser().resolve()
-            root.mkdir(parents=True, exist_ok=True)
-            return Store(LocalStore(str(root), mkdir=True), prefix=cfg.prefix, display=display)
-        if cfg.backend == "memory":
+    limits = RetryLimits.of(cfg)
+
+    if cfg.backend in {"filesystem", "memory"}:
+        with _translate("open", None, display):
+            if cfg.backend == "filesystem":
+                assert cfg.path is not None
+                root = Path(cfg.path).expanduser().resolve()
+                root.mkdir(parents=True, exist_ok=True)
+                return Store(LocalStore(str(root), mkdir=True), prefix=cfg.prefix, display=display)
             with _MEMORY_LOCK:
                 mem = _MEMORY_STORES.setdefault(cfg.name, MemoryStore())
             return Store(mem, prefix=cfg.prefix, display=display)
+
+    prefix = cfg.prefix
+    create_via_copy = False
+    if cfg.backend == "http":
         assert cfg.http_url is not None
         # The URL's path joins our prefix (rather than obstore's) so that missing parent
         # collections are created (MKCOL) all the way from the server root.
@@ -283,14 +383,36 @@ def open_store(target: str | StorageConfig, *, credential_provider: Any = None) 
             import base64
 
             token = base64.b64encode(f"{cfg.username}:{reveal(cfg.password) if cfg.password else ''}".encode())
-            client["default_headers"] = {"Authorization": f"Basic {token.decode()}"}
+            base_client["default_headers"] = {"Authorization": f"Basic {token.decode()}"}
         prefix = "/".join(p for p in (parts.path.strip("/"), cfg.prefix.strip("/")) if p)
-        return Store(HTTPStore.from_url(origin, client_options=client), prefix=prefix, display=display,
-                     create_via_copy=True)
+        create_via_copy = True
+
+    def opener(lim: RetryLimits) -> Any:
+        client: Any = {**base_client, **lim.client_options()}  # obstore's ClientConfig
+        retry: Any = lim.retry_config()  # obstore's RetryConfig
+        with _translate("open", None, display):
+            if cfg.backend == "s3":
+                return _open_s3(cfg, client, extra, client_extra, retry)
+            if cfg.backend == "azure":
+                return _open_azure(cfg, client, extra, client_extra, retry)
+            if cfg.backend == "gcs":
+                gcs: dict[str, Any] = dict(extra)
+                if cfg.base_url:
+                    gcs["base_url"] = cfg.base_url
+                if cfg.service_account_path:
+                    gcs["service_account"] = cfg.service_account_path
+                if cfg.skip_signature:
+                    gcs["skip_signature"] = True
+                return GCSStore(cfg.bucket, client_options=client, retry_config=retry, **client_extra, **gcs)
+            return HTTPStore.from_url(origin, client_options=client, retry_config=retry)
+
+    store = Store(opener(limits), prefix=prefix, display=display, create_via_copy=create_via_copy, opener=opener,
+                  limits=limits)
+    return store.bounded(deadline)
 
 
-def _open_s3(cfg: StorageConfig, client: Any, extra: dict[str, Any], client_extra: dict[str, Any] | None = None
-             ) -> S3Store:
+def _open_s3(cfg: StorageConfig, client: Any, extra: dict[str, Any], client_extra: dict[str, Any] | None = None,
+             retry: Any = None) -> S3Store:
     s3: dict[str, Any] = dict(extra)
     if cfg.region:
         s3["region"] = cfg.region
@@ -313,11 +435,11 @@ def _open_s3(cfg: StorageConfig, client: Any, extra: dict[str, Any], client_extr
             s3["virtual_hosted_style_request"] = True
     else:
         s3["virtual_hosted_style_request"] = not path_style
-    return S3Store(cfg.bucket, client_options=client, **(client_extra or {}), **s3)
+    return S3Store(cfg.bucket, client_options=client, retry_config=retry, **(client_extra or {}), **s3)
 
 
-def _open_azure(cfg: StorageConfig, client: Any, extra: dict[str, Any], client_extra: dict[str, Any] | None = None
-                ) -> AzureStore:
+def _open_azure(cfg: StorageConfig, client: Any, extra: dict[str, Any], client_extra: dict[str, Any] | None = None,
+                retry: Any = None) -> AzureStore:
     az: dict[str, Any] = dict(extra)
     if cfg.use_emulator:
         az["use_emulator"] = True
@@ -329,4 +451,4 @@ def _open_azure(cfg: StorageConfig, client: Any, extra: dict[str, Any], client_e
         az["sas_key"] = reveal(cfg.sas_token)
     if cfg.endpoint:
         az["endpoint"] = cfg.endpoint
-    return AzureStore(cfg.container_name, client_options=client, **(client_extra or {}), **az)
+    return AzureStore(cfg.container_name, client_options=client, retry_config=retry, **(client_extra or {}), **az)
