@@ -345,7 +345,7 @@ class RunResult:
         doc["partitions"] = [p.to_dict() for p in self.partitions]
         doc.update(records=self.records, raw_bytes=self.raw_bytes, stored_bytes=self.stored_bytes,
                    segments=self.segments, lag=self.lag, gap_offsets=self.gap_offsets, ok=self.ok,
-                   exit_code=int(self.exit_code))
+                   exit_code=int(self.exit_code), rpo_seconds=self.rpo_seconds)
         return doc
 
 

@@ -232,7 +232,28 @@ def cmd_ls(args: argparse.Namespace) -> int:
               f"gaps {len(p.gaps)} ({p.gap_offsets} offsets)")
         for g in p.gaps:
             print(f"    gap [{g.start}, {g.end}) {g.count} offsets lost to retention, detected {g.detected_at}")
+    if parts:
+        print(_recovery_point(_storage(args)))
     return EXIT_OK
+
+
+def _recovery_point(store: Any) -> str:
+    """What the newest run summary says about the recovery point the deployment gets."""
+    from .catalog import latest_json
+    from .errors import StorageError
+
+    try:
+        found = latest_json(store, "runs")
+    except (StorageError, ValueError):
+        found = None
+    if found is None:
+        return "recovery point: unknown (no run summary under runs/)"
+    doc = found[1]
+    deferred = sum(1 for p in doc.get("partitions", []) if p.get("status") == "deferred")
+    rpo = f"{doc['rpo_seconds']}s" if "rpo_seconds" in doc else "not recorded"
+    return (f"recovery point: last run {doc.get('run_id')} finished {doc.get('finished_at')}: oldest record not "
+            f"yet backed up was {rpo} old (RPO), lag {doc.get('lag', 0)} offsets, "
+            f"{deferred} partitions deferred by the write policy")
 
 
 def cmd_verify(args: argparse.Namespace) -> int:

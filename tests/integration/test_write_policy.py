@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from kafka import KafkaProducer
 from kafka_backup import run_backup
+from kafka_backup.cli import main as cli_main
 from kafka_backup.config import Settings
 from kafka_backup.errors import ConfigError
 
@@ -32,7 +33,8 @@ def _policy(bootstrap: str, url: str, topic: str, **extra: Any) -> Settings:
 
 
 def test_bytes_and_age_decide_and_deferred_partitions_report_their_recovery_point(
-        bootstrap_servers: str, make_topic: Any, producer: KafkaProducer, tmp_path: Path) -> None:
+        bootstrap_servers: str, make_topic: Any, producer: KafkaProducer, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
     topic = make_topic(3)
     now = int(time.time() * 1000)
     _send(producer, topic, 0, 40, 1000)  # ~40 KiB fresh: above the threshold
@@ -50,6 +52,8 @@ def test_bytes_and_age_decide_and_deferred_partitions_report_their_recovery_poin
     assert oldest is not None and now - 1000 <= oldest <= int(time.time() * 1000)
     metrics = result.metrics().as_dict()
     assert metrics["PartitionsDeferred"] == 1 and 0 <= metrics["RpoSeconds"] < 120
+    assert cli_main(["ls", "--storage", url]) == 0
+    assert "RPO), lag 10 offsets, 1 partitions deferred" in capsys.readouterr().out
 
     _send(producer, topic, 1, 7, 1000)  # now ~17 KiB wait: written
     again = run_backup(_policy(bootstrap_servers, url, topic))
