@@ -21,14 +21,12 @@ Example::
 from __future__ import annotations
 
 import http.client
-import threading
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from dev._common import HOST
+from dev.http_standin import LocalStandIn
 
 #: Headers that describe one connection, not the request; never forwarded (RFC 9110 §7.6.1).
 _HOP_BY_HOP = {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "te", "trailer", "upgrade"}
@@ -48,7 +46,7 @@ class Recorded:
     status: int
 
 
-class RecordingProxy:
+class RecordingProxy(LocalStandIn[Recorded]):
     """Forward every request to ``upstream`` and keep a list of what was sent; a context manager."""
 
     def __init__(self, upstream: str) -> None:
@@ -57,38 +55,15 @@ class RecordingProxy:
             raise ValueError(f"RecordingProxy: upstream must be an http:// URL, got {upstream!r}")
         self._upstream_host = parts.hostname
         self._upstream_port = parts.port or 80
-        self._lock = threading.Lock()
-        self._records: list[Recorded] = []
-        self._server = ThreadingHTTPServer((HOST, 0), self._handler_class())
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name="gcs-recorder", daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://{HOST}:{self._server.server_address[1]}"
+        super().__init__("gcs-recorder", self._handler_class())
 
     @property
     def records(self) -> list[Recorded]:
-        with self._lock:
-            return list(self._records)
+        return self.seen
 
     def matching(self, method: str, path_suffix: str = "") -> list[Recorded]:
         """Recorded requests with this method whose decoded path ends with ``path_suffix``."""
         return [r for r in self.records if r.method == method and r.path.endswith(path_suffix)]
-
-    def clear(self) -> None:
-        with self._lock:
-            self._records.clear()
-
-    def __enter__(self) -> RecordingProxy:
-        self._thread.start()
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
 
     # -- the handler ---------------------------------------------------------------------------
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
@@ -116,11 +91,9 @@ class RecordingProxy:
                 finally:
                     upstream.close()
                 split = urlsplit(self.path)
-                with proxy._lock:
-                    proxy._records.append(Recorded(
-                        method=self.command, path=unquote(split.path), query=split.query,
-                        headers={k.lower(): v for k, v in self.headers.items()}, body_size=len(body),
-                        status=status))
+                proxy.record(Recorded(
+                    method=self.command, path=unquote(split.path), query=split.query,
+                    headers={k.lower(): v for k, v in self.headers.items()}, body_size=len(body), status=status))
                 self.send_response(status, reason)
                 for name, value in resp_headers:
                     if name.lower() not in _HOP_BY_HOP | {"content-length"}:

@@ -40,9 +40,9 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from types import ModuleType, TracebackType
+from types import ModuleType
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -51,6 +51,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+
+from dev.http_standin import LocalStandIn
 
 ROOT = Path(__file__).resolve().parents[2]
 APP_DIR = ROOT / "functions" / "azure"
@@ -86,42 +88,11 @@ def jwt_claims(token: str) -> dict[str, Any]:
     return dict(json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))))
 
 
-class _Server:
-    """A threaded HTTP(S) server on 127.0.0.1 that records requests; a context manager."""
+class _Server(LocalStandIn["Seen"]):
+    """A threaded HTTP(S) server on 127.0.0.1 that records requests (``dev.http_standin``)."""
 
     def __init__(self, name: str, handler: type[BaseHTTPRequestHandler], context: ssl.SSLContext | None = None) -> None:
-        self._lock = threading.Lock()
-        self._seen: list[Seen] = []
-        self._server = ThreadingHTTPServer((HOST, 0), handler)
-        self._server.daemon_threads = True
-        if context is not None:
-            self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
-        self._server.standin = self  # type: ignore[attr-defined]
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name=name,
-                                        daemon=True)
-
-    @property
-    def port(self) -> int:
-        return int(self._server.server_address[1])
-
-    @property
-    def seen(self) -> list[Seen]:
-        with self._lock:
-            return list(self._seen)
-
-    def record(self, seen: Seen) -> None:
-        with self._lock:
-            self._seen.append(seen)
-
-    def __enter__(self) -> Any:
-        self._thread.start()
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
+        super().__init__(name, handler, context=context)
 
 
 class _Handler(BaseHTTPRequestHandler):

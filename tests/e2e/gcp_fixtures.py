@@ -24,16 +24,17 @@ import secrets
 import socket
 import subprocess
 import sys
-import threading
 import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from dev.http_standin import LocalStandIn
 
 ROOT = Path(__file__).resolve().parents[2]
 SOURCE = ROOT / "functions" / "gcp" / "main.py"
@@ -50,7 +51,7 @@ class Seen:
     headers: dict[str, str]
 
 
-class GoogleStandIn:
+class GoogleStandIn(LocalStandIn["Seen"]):
     """GCE metadata server + Secret Manager ``:access`` on one local port; a context manager."""
 
     def __init__(self, *, email: str = "kb-backup@kb-test-project.iam.gserviceaccount.com",
@@ -62,42 +63,16 @@ class GoogleStandIn:
         self.access_token = f"ya29.standin-{secrets.token_urlsafe(24)}"
         #: Secret Manager contents: "projects/P/secrets/S/versions/V" -> value.
         self.secrets: dict[str, str] = {}
-        self._lock = threading.Lock()
-        self._seen: list[Seen] = []
-        self._server = ThreadingHTTPServer((HOST, 0), self._handler())
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name="google-standin", daemon=True)
-
-    @property
-    def host(self) -> str:
-        return f"{HOST}:{self._server.server_address[1]}"
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}"
+        super().__init__("google-standin", self._handler())
 
     def env(self) -> dict[str, str]:
         """Variables that point google-auth, obstore and the function's Secret Manager client here."""
         return {"GCE_METADATA_HOST": self.host, "GCE_METADATA_IP": self.host,
                 "CLOUDSDK_API_ENDPOINT_OVERRIDES_SECRETMANAGER": self.url}
 
-    @property
-    def seen(self) -> list[Seen]:
-        with self._lock:
-            return list(self._seen)
-
     def token_requests(self) -> list[Seen]:
         return [s for s in self.seen if s.path.startswith(METADATA) and s.path.endswith("/token")]
 
-    def __enter__(self) -> GoogleStandIn:
-        self._thread.start()
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
 
     # -- answers --------------------------------------------------------------------------------
     def _metadata(self, path: str, query: dict[str, list[str]]) -> tuple[int, str, bytes]:
@@ -140,8 +115,7 @@ class GoogleStandIn:
             def do_GET(self) -> None:
                 split = urlsplit(self.path)
                 headers = {k.lower(): v for k, v in self.headers.items()}
-                with standin._lock:
-                    standin._seen.append(Seen(self.command, split.path, parse_qs(split.query), headers))
+                standin.record(Seen(self.command, split.path, parse_qs(split.query), headers))
                 if split.path.startswith("/v1/") and split.path.endswith(":access"):
                     status, ctype, body = standin._secret(split.path, headers.get("authorization", ""))
                 elif headers.get("metadata-flavor") != "Google":
