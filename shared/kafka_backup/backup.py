@@ -493,7 +493,8 @@ class BackupRun:
         # and uploads (kafka-python's IO thread does the socket work either way).
         self._fetcher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kb-fetch")
         self._committer = ThreadPoolExecutor(max_workers=_STORE_CONCURRENCY, thread_name_prefix="kb-commit")
-        self._inflight = _InFlight(max(self.cfg.segment_max_bytes, MULTIPART_CHUNK))
+        # One finished segment uploads while the next fills; small segments may overlap a few more.
+        self._inflight = _InFlight(max(self.cfg.segment_max_bytes // 4, MULTIPART_CHUNK))
         self._retention_ms: dict[str, int] = {}
         self._configs: dict[str, dict[str, Any]] | None = None
         self._groups: dict[str, dict[tuple[str, int], Any]] | None = None
