@@ -35,7 +35,6 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import math
 import os
 import re
 import time
@@ -45,6 +44,7 @@ from typing import Any
 import azure.functions as func
 from entra_id import KeyVaultSecretResolver, storage_credential_provider
 from kafka_backup import ConfigError, RunResult, register_secret_resolver, run_scheduled_backup
+from kafka_backup.scheduled import seconds_from_env
 
 FUNCTION_NAME = "kafka_backup"
 HOST_JSON = Path(__file__).with_name("host.json")
@@ -96,7 +96,8 @@ def run_timeout_seconds() -> float:
             raise ConfigError("the host's functionTimeout is unbounded (-1) or unset: set KAFKA_BACKUP_TIMEOUT_SECONDS "
                               "to how long a run may take", source="environment", field="KAFKA_BACKUP_TIMEOUT_SECONDS")
         return host
-    value = _positive_seconds("KAFKA_BACKUP_TIMEOUT_SECONDS", raw)
+    value = seconds_from_env(os.environ, "KAFKA_BACKUP_TIMEOUT_SECONDS", None)
+    assert value is not None  # set and non-empty here
     if host is not None and value > host:
         log.warning("KAFKA_BACKUP_TIMEOUT_SECONDS=%s exceeds the host's functionTimeout (%.0fs); using the latter",
                     raw, host)
@@ -133,17 +134,6 @@ def _host_json() -> dict[str, Any]:
     if not isinstance(doc, dict):
         raise ConfigError("host.json is not a JSON object", source=str(HOST_JSON))
     return doc
-
-
-def _positive_seconds(name: str, raw: str, *, zero: bool = False) -> float:
-    try:
-        value = float(raw)
-    except ValueError:
-        value = math.nan
-    if not math.isfinite(value) or value < 0 or (value == 0 and not zero):
-        raise ConfigError(f"{name} must be a {'non-negative' if zero else 'positive'} number of seconds, got {raw!r}",
-                          source="environment", field=name)
-    return value
 
 
 # -- logs ------------------------------------------------------------------------------------------------

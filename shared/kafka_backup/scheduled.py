@@ -26,7 +26,8 @@ from .config import Settings
 from .deadline import Deadline
 from .errors import ConfigError
 
-__all__ = ["DEFAULT_DEADLINE_MARGIN_SECONDS", "deadline_from_budget", "parse_payload", "run_scheduled_backup"]
+__all__ = ["DEFAULT_DEADLINE_MARGIN_SECONDS", "deadline_from_budget", "parse_payload", "run_scheduled_backup",
+           "seconds_from_env"]
 
 #: Seconds kept between the run's deadline and the platform's own cut-off (Lambda's timeout, the
 #: function timeout on Azure and GCP): room to flush logs and metrics and return.  Never more than
@@ -50,7 +51,8 @@ def parse_payload(payload: Any) -> dict[str, Any]:
     return dict(payload)
 
 
-def _seconds(env: Mapping[str, str], name: str, default: float | None) -> float | None:
+def seconds_from_env(env: Mapping[str, str], name: str, default: float | None) -> float | None:
+    """A positive number of seconds from ``env[name]`` (``default`` when unset); a ConfigError naming it."""
     raw = env.get(name, "").strip()
     if not raw:
         return default
@@ -68,7 +70,7 @@ def deadline_from_budget(budget_s: float, *, started: float | None = None,
     """``started + budget - margin``; the margin is ``KAFKA_BACKUP_DEADLINE_MARGIN_SECONDS`` (default
     30 s), capped at a third of the budget."""
     env = os.environ if environ is None else environ
-    margin = _seconds(env, MARGIN_VARIABLE, DEFAULT_DEADLINE_MARGIN_SECONDS) or 0.0
+    margin = seconds_from_env(env, MARGIN_VARIABLE, DEFAULT_DEADLINE_MARGIN_SECONDS) or 0.0
     start = time.monotonic() if started is None else started
     return Deadline(start + budget_s - min(margin, budget_s / 3))
 
@@ -94,7 +96,7 @@ def run_scheduled_backup(payload: Any = None, *, budget_s: float | None = None, 
     settings: Settings | None = None
     deadline: Deadline | None = None
     try:
-        budget = budget_s if budget_s is not None else _seconds(env, BUDGET_VARIABLE, default_budget_s)
+        budget = budget_s if budget_s is not None else seconds_from_env(env, BUDGET_VARIABLE, default_budget_s)
         if budget is not None:
             deadline = deadline_from_budget(budget, started=start, environ=env)
         settings = Settings.from_env(environ=env, event=parse_payload(payload))

@@ -50,7 +50,7 @@ def test_deadline_inside_each_phase_returns_in_time_with_work_committed(
     """The phase takes almost the whole deadline; the run must not start the next phase, must return
     by the deadline (plus slack for the in-flight call) and keep every committed segment intact."""
     url = f"file://{tmp_path / 'bk'}"
-    _failpoints._counts.clear()
+    _failpoints.reset()
     monkeypatch.setenv("KAFKA_BACKUP_DELAYPOINT", f"{phase}:{DEADLINE_S - 0.3}@{nth}")
     cfg = settings(bootstrap_servers, url, [filled], segment_max_bytes=16 << 10, partition_fetch_max_bytes=32 << 10)
     t0 = time.monotonic()
