@@ -7,7 +7,7 @@ Usage (from the repository root, with the project's virtualenv):
     python -m dev.services stop    [NAME ...]
     python -m dev.services status  [NAME ...]
 
-NAME is one of: kafka, localstack, azurite, gcs, webdav, toxiproxy (default: all of them).
+NAME is one of: kafka, localstack, azurite, azurite-oauth, gcs, webdav, toxiproxy (default: all of them).
 """
 
 from __future__ import annotations
@@ -17,14 +17,16 @@ import sys
 
 from dev._common import Service, ServiceError
 
-NAMES = ("kafka", "localstack", "azurite", "gcs", "webdav", "toxiproxy")
+NAMES = ("kafka", "localstack", "azurite", "azurite-oauth", "gcs", "webdav", "toxiproxy")
+#: Services that are a second instance of another module's server: name -> (module, attribute).
+_INSTANCES = {"azurite-oauth": ("azurite", "OAUTH_SERVICE")}
 
 
 def get(name: str) -> Service:
     if name not in NAMES:
         raise SystemExit(f"unknown service {name!r}; choose from {', '.join(NAMES)}")
-    module = importlib.import_module(f"dev.{name}")
-    svc: Service = module.SERVICE
+    module_name, attribute = _INSTANCES.get(name, (name, "SERVICE"))
+    svc: Service = getattr(importlib.import_module(f"dev.{module_name}"), attribute)
     return svc
 
 
