@@ -27,20 +27,24 @@ Example::
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import hashlib
 import json
 import logging
+import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from . import _failpoints
+from ._batches import ATTR_TIMESTAMP_TYPE, BatchHeader
+from ._produce import CONNECTION_MAX_IN_FLIGHT, RecordTuple, RetriableProduceError, TransactionalProducer
 from .catalog import PartitionChain, encode_topic, latest_json, list_partitions, now_iso
-from .cluster import Cluster, client_kwargs, committed_offsets, translate
+from .cluster import Cluster, client_kwargs, committed_offsets
 from .config import Settings
-from .errors import KafkaBackupError, KafkaClientError, ObjectNotFound, RestoreError
+from .errors import CorruptSegmentError, KafkaBackupError, ObjectNotFound, RestoreError
 from .segment import Record, SegmentReader
 from .storage import Store, open_store
 
@@ -167,6 +171,13 @@ def _restore_id(settings: Settings, opts: RestoreOptions, pmap: dict[int, int]) 
     return hashlib.sha256(doc.encode()).hexdigest()[:16]
 
 
+class _Stamped(Protocol):
+    @property
+    def offset(self) -> int: ...
+    @property
+    def timestamp(self) -> int: ...
+
+
 class _Range:
     """Point-in-time selection, applied record by record in offset order."""
 
@@ -175,7 +186,7 @@ class _Range:
         self.started = opts.from_time is None
         self.finished = False
 
-    def accept(self, rec: Record) -> bool:
+    def accept(self, rec: _Stamped) -> bool:
         o = self.opts
         if o.to_offset is not None and rec.offset >= o.to_offset:
             self.finished = True
@@ -189,6 +200,49 @@ class _Range:
             self.started = True
         return self.started
 
+    def takes_whole(self, h: BatchHeader) -> bool:
+        """True when every record of ``h`` is selected without looking at them: the range has
+        started, the batch lies inside the offset bounds and before ``to_time``."""
+        o = self.opts
+        return (self.started and (o.from_offset is None or h.base_offset >= o.from_offset)
+                and (o.to_offset is None or h.next_offset <= o.to_offset)
+                and (o.to_time is None or h.max_timestamp < o.to_time))
+
+
+#: Attribute bits that make a stored batch unfit to send as it is: LogAppendTime (its records'
+#: times are the batch's max timestamp, which CreateTime would not reproduce) and the delete-horizon
+#: flag the log cleaner sets (not a producer's to set).
+_REBUILD_ATTRIBUTES = ATTR_TIMESTAMP_TYPE | 0x40
+
+
+@dataclass(slots=True)
+class _Unit:
+    """What one produced batch carries: a stored batch sent as it is, or selected records of one
+    stored batch, re-encoded (``rebuilt``)."""
+
+    offsets: Sequence[int]  # source offsets of its records, ascending
+    batch: memoryview | None
+    rebuilt: list[RecordTuple] | None
+    codec: int
+
+    @property
+    def count(self) -> int:
+        return len(self.offsets)
+
+    def target_of(self, source_offset: int, first_target: int) -> int:
+        """Target offset of the first record at or after ``source_offset`` (which is <= the last)."""
+        return first_target + bisect.bisect_left(self.offsets, source_offset)
+
+    def drop_first(self, n: int) -> _Unit:
+        """The unit without its first ``n`` records (a resumed run skipping what is committed)."""
+        from kafka.record.default_records import DefaultRecordBatch
+
+        records = self.rebuilt
+        if records is None:
+            assert self.batch is not None
+            records = [(r.timestamp, r.key, r.value, tuple(r.headers)) for r in DefaultRecordBatch(bytes(self.batch))]
+        return _Unit(self.offsets[n:], None, records[n:], self.codec)
+
 
 class RestoreRun:
     def __init__(self, settings: Settings, opts: RestoreOptions, *, store: Store | None = None,
@@ -197,12 +251,10 @@ class RestoreRun:
         self.opts = opts
         self.store = store or open_store(settings.storage)
         self.progress = progress
-        # Failed sends, reported by the producer's I/O thread (flush() does not raise for them).
-        self._send_errors: list[BaseException] = []
 
     # reading ---------------------------------------------------------------------------------
-    def _records(self, partition: int, start: int | None, rng: _Range) -> Iterator[Record]:
-        """Committed records of one partition in offset order, from ``start`` on."""
+    def _segments(self, partition: int, start: int | None, rng: _Range) -> Iterator[SegmentReader]:
+        """The committed segments of one partition that may hold records from ``start`` on."""
         chain = PartitionChain(self.store, self.opts.topic, partition)
         for rec in chain.walk():
             if rec.kind != "segment" or rec.segment is None or rec.records == 0:
@@ -217,8 +269,51 @@ class RestoreRun:
                     and rec.max_timestamp < self.opts.from_time:
                 continue
             key = f"{chain.base}/{rec.segment}"
-            reader = SegmentReader.from_bytes(self.store.get(key), key=key, expected_sha256=rec.sha256)
+            yield SegmentReader.from_bytes(self.store.get(key), key=key, expected_sha256=rec.sha256)
+
+    def _records(self, partition: int, start: int | None, rng: _Range) -> Iterator[Record]:
+        """Committed records of one partition in offset order, from ``start`` on."""
+        for reader in self._segments(partition, start, rng):
             yield from reader.records(from_offset=start)
+
+    def _units(self, partition: int, start: int | None, rng: _Range) -> Iterator[_Unit]:
+        """What to produce for one partition, in offset order, from ``start`` on.
+
+        A stored batch goes as it is when all its records are selected, it is CreateTime without
+        the cleaner's flag, and its offsets are consecutive (the broker refuses gaps inside a
+        batch).  Otherwise it is decoded and its selected records are re-encoded: a batch
+        straddling a range bound, one the log cleaner compacted, a LogAppendTime batch.  Control
+        batches and aborted transactions are dropped whole (``SegmentReader.data_batches``).
+        """
+        from kafka.errors import CorruptRecordError
+        from kafka.record.default_records import DefaultRecordBatch
+
+        for reader in self._segments(partition, start, rng):
+            f = reader.footer
+            lo = f.start_offset if start is None else max(start, f.start_offset)
+            for h, raw in reader.data_batches(from_offset=start):
+                if (rng.takes_whole(h) and h.base_offset >= lo and h.next_offset <= f.end_offset
+                        and not h.attributes & _REBUILD_ATTRIBUTES and h.records_count == h.last_offset_delta + 1):
+                    yield _Unit(range(h.base_offset, h.next_offset), raw, None, h.compression)
+                    continue
+                offsets: list[int] = []
+                records: list[RecordTuple] = []
+                try:
+                    for r in DefaultRecordBatch(bytes(raw)):
+                        if r.offset < lo or r.offset >= f.end_offset:
+                            continue
+                        if not rng.accept(r):
+                            if rng.finished:
+                                break
+                            continue
+                        offsets.append(r.offset)
+                        records.append((r.timestamp, r.key, r.value, tuple(r.headers)))
+                except (CorruptRecordError, ValueError) as exc:
+                    raise CorruptSegmentError(f"batch at offset {h.base_offset}: {exc}", key=reader.key) from exc
+                if records:
+                    yield _Unit(offsets, None, records, h.compression)
+                if rng.finished:
+                    return
 
     # planning --------------------------------------------------------------------------------
     def _partition_map(self) -> dict[int, int]:
@@ -290,60 +385,72 @@ class RestoreRun:
         rid = _restore_id(self.settings, self.opts, pmap)
         with Cluster(self.settings.kafka) as cluster:
             created = self._ensure_topic(cluster, pmap)
-            # The producer starts first: its init_transactions() fences a killed run's producer and
-            # aborts its open transaction, so the end offsets read next are final.
-            producer = None if self.opts.dry_run else self._producer(self._batch_bytes(cluster), rid)
             parts, translations = [], {}
-            try:
+            with contextlib.ExitStack() as stack:
+                # The producer starts first: its init() fences a killed run's producer and aborts its
+                # open transaction, so the end offsets read next are final.
+                producer = None if self.opts.dry_run else self._producer(stack, rid)
                 ends = {} if (self.opts.dry_run and created) else cluster.offsets(
                     [(self.opts.target_topic, d) for d in pmap.values()], "latest")
                 for src, dst in sorted(pmap.items()):
-                    pr, tr = self._restore_partition(src, dst, rid, ends.get((self.opts.target_topic, dst), 0),
+                    pr, tr = self._restore_partition(cluster, src, dst, rid, ends.get((self.opts.target_topic, dst), 0),
                                                      producer, wanted.get(src, set()))
                     parts.append(pr)
                     translations[src] = tr
-            except BaseException:
-                if producer is not None:  # a close error must not hide the one that stopped the run
-                    with contextlib.suppress(Exception):
-                        producer.close(timeout=5)
-                raise
-            if producer is not None:
-                with translate("close producer"):
-                    producer.close(timeout=30)
             group_results = self._groups(cluster, groups_src, pmap, translations) if self.opts.groups else []
         return RestoreResult(self.opts.topic, self.opts.target_topic, self.opts.dry_run, created, parts,
                              group_results, round(time.monotonic() - t0, 3))
 
-    def _batch_bytes(self, cluster: Cluster) -> int:
-        """The producer's batch size: at most the target's max.message.bytes, so the broker never
-        rejects a batch of records that each fit (kafka-python's split-and-retry of a rejected batch
-        makes its flush() fail with "Future not done")."""
-        default = int(_PRODUCER_DEFAULTS["batch_size"])
-        try:
-            entry = cluster.topic_configs([self.opts.target_topic]).get(self.opts.target_topic, {})
-            return max(1024, min(default, int(entry["max.message.bytes"]["value"])))
-        except (KafkaClientError, KeyError, TypeError, ValueError):  # e.g. no DescribeConfigs permission
-            return default
+    def _producer(self, stack: contextlib.ExitStack, rid: str) -> TransactionalProducer:
+        from ._kafka_raw import RawKafka
 
-    def _producer(self, batch_size: int, rid: str) -> Any:
-        from kafka import KafkaProducer
-
-        with translate("create producer", settings_errors=True):
-            producer = KafkaProducer(**client_kwargs(self.settings.kafka),
-                                     transactional_id=f"kafka-backup-restore-{rid}",
-                                     **(_PRODUCER_DEFAULTS | {"batch_size": batch_size}))
-        with translate("initialise the restore's transactions (fences an interrupted run)"):
-            producer.init_transactions()
+        cfg = self.settings.kafka
+        raw = stack.enter_context(RawKafka(**client_kwargs(cfg),
+                                           max_in_flight_requests_per_connection=CONNECTION_MAX_IN_FLIGHT))
+        producer = TransactionalProducer(raw, f"kafka-backup-restore-{rid}",
+                                         request_timeout_s=cfg.request_timeout_seconds)
+        producer.init()
         return producer
 
     def _progress_key(self, rid: str, src: int) -> str:
         return f"restores/{encode_topic(self.opts.target_topic)}/{rid}/{src}.json"
 
-    def _restore_partition(self, src: int, dst: int, rid: str, target_end: int, producer: Any,
+    def _restore_partition(self, cluster: Cluster, src: int, dst: int, rid: str, target_end: int,
+                           producer: TransactionalProducer | None,
                            wanted: set[int]) -> tuple[PartitionRestore, dict[int, int]]:
-        """Restore one source partition in transactions of ``CHECKPOINT_RECORDS``; returns the
-        result and {source offset: target offset} for the group offsets in ``wanted``."""
+        """Restore one source partition; returns the result and {source offset: target offset}
+        for the group offsets in ``wanted``.
+
+        A failure a new attempt may cure (leader moved, connection lost, coordinator moving) starts
+        over from the last checkpoint with a new producer epoch, exactly as a re-run would, until
+        no transaction has committed for four request timeouts.
+        """
         pr = PartitionRestore(src, dst)
+        failing_since: float | None = None
+        topic = self.opts.target_topic
+        while True:
+            committed_before = pr.records
+            try:
+                return pr, self._restore_partition_once(pr, rid, target_end, producer, wanted)
+            except RetriableProduceError as exc:
+                assert producer is not None
+                now = time.monotonic()
+                if failing_since is None or pr.records > committed_before:
+                    failing_since = now
+                budget = 4 * self.settings.kafka.request_timeout_seconds
+                if now - failing_since > budget:
+                    raise RestoreError(f"{topic}[{dst}]: still failing after {budget:.0f}s: {exc}") from exc
+                log.warning("%s[%d]: %s; resuming from the last checkpoint with a new producer epoch",
+                            topic, dst, exc)
+                time.sleep(random.uniform(0.2, 1.0))
+                producer.init()  # fences what is still in flight and aborts the open transaction
+                target_end = cluster.offsets([(topic, dst)], "latest")[(topic, dst)]
+
+    def _restore_partition_once(self, pr: PartitionRestore, rid: str, target_end: int,
+                                producer: TransactionalProducer | None, wanted: set[int]) -> dict[int, int]:
+        """One attempt: from the progress record (the last checkpoint) to the end, in transactions
+        of at least ``checkpoint_records`` records, whole batches each."""
+        src, dst = pr.source_partition, pr.target_partition
         key = self._progress_key(rid, src)
         state: dict[str, Any] | None = None
         if not self.opts.dry_run:
@@ -372,8 +479,8 @@ class RestoreRun:
             translations.update(self._translate_restored(src, state, behind))
         if state["done"]:
             pr.already_done, pr.target_end = True, state["target_end"]
-            return pr, translations
-        pr.resumed_skip = len(already)
+            return translations
+        pr.resumed_skip += len(already)
         rng = _Range(self.opts)
         rng.started = rng.started or resume_at is not None  # resumed inside the range
         pending_wanted = sorted(o for o in wanted if o not in translations)
@@ -382,85 +489,68 @@ class RestoreRun:
         label = f"{self.opts.topic}[{src}]"
         skipped = 0
         try:
-            for rec in self._records(src, resume_at, rng):
-                if not rng.accept(rec):
-                    if rng.finished:
-                        break
-                    continue
+            for unit in self._units(src, resume_at, rng):
                 if pr.first_source_offset is None:
-                    pr.first_source_offset = rec.offset
-                pr.last_source_offset = rec.offset
+                    pr.first_source_offset = unit.offsets[0]
+                pr.last_source_offset = unit.offsets[-1]
                 if skipped < len(already):  # committed by the interrupted run
-                    while pending_wanted and pending_wanted[0] <= rec.offset:
-                        translations[pending_wanted.pop(0)] = already[skipped]
+                    take = min(unit.count, len(already) - skipped)
+                    while pending_wanted and pending_wanted[0] <= unit.offsets[take - 1]:
+                        o = pending_wanted.pop(0)
+                        translations[o] = already[skipped + bisect.bisect_left(unit.offsets, o)]
                     if skipped == 0:
-                        state["transactions"].append([rec.offset, already[0]])
-                    skipped += 1
-                    state["next_source_offset"] = rec.offset + 1
-                    continue
-                while pending_wanted and pending_wanted[0] <= rec.offset:
-                    translations[pending_wanted.pop(0)] = txn.next_target
+                        state["transactions"].append([unit.offsets[0], already[0]])
+                    skipped += take
+                    state["next_source_offset"] = unit.offsets[take - 1] + 1
+                    if take == unit.count:
+                        continue
+                    unit = unit.drop_first(take)
+                while pending_wanted and pending_wanted[0] <= unit.offsets[-1]:
+                    o = pending_wanted.pop(0)
+                    translations[o] = unit.target_of(o, txn.next_target)
                 if producer is not None:
-                    if txn.first_source is None:
-                        with translate("begin transaction", topic, dst):
-                            producer.begin_transaction()
-                        txn.first_source = rec.offset
-                    self._send(producer, rec, src, dst)
-                txn.first_source = rec.offset if txn.first_source is None else txn.first_source
-                txn.next_target += 1
-                txn.records += 1
-                txn.last_source = rec.offset
-                pr.records += 1
+                    if not producer.in_transaction:
+                        producer.begin()
+                    if unit.batch is not None:
+                        producer.send(topic, dst, unit.batch, unit.count, expected_base=txn.next_target)
+                    else:
+                        assert unit.rebuilt is not None
+                        producer.send_records(topic, dst, unit.rebuilt, codec=unit.codec,
+                                              expected_base=txn.next_target)
+                if txn.first_source is None:
+                    txn.first_source = unit.offsets[0]
+                txn.next_target += unit.count
+                txn.records += unit.count
+                txn.last_source = unit.offsets[-1]
                 if txn.records >= self.opts.checkpoint_records:
-                    txn = self._commit(producer, key, state, txn, translations)
-                if self.progress and pr.records % 1000 == 0:
-                    self.progress(label, rec.offset, -1)
+                    txn = self._commit(producer, pr, key, state, txn, translations)
+                if self.progress:
+                    self.progress(label, unit.offsets[-1], -1)
             for o in pending_wanted:  # the group was at (or past) the end of what was restored
                 translations[o] = txn.next_target + (1 if txn.records and producer is not None else 0)
-            txn = self._commit(producer, key, state, txn, translations, done=True)
+            txn = self._commit(producer, pr, key, state, txn, translations, done=True)
             pr.target_end = txn.next_target
+        except RetriableProduceError:
+            raise  # the next attempt's new epoch aborts the open transaction
         except BaseException:
-            if producer is not None and txn.first_source is not None:
+            if producer is not None and producer.in_transaction:
                 # Nothing of the open transaction becomes visible: the target stays a clean prefix
                 # at the last checkpoint, and a re-run resumes from there.
                 with contextlib.suppress(Exception):
-                    producer.abort_transaction()
+                    producer.abort()
             raise
-        return pr, translations
+        return translations
 
-    def _send(self, producer: Any, rec: Record, src: int, dst: int) -> None:
-        """The per-record hot path: plain try/except rather than a context manager (~10 % of a
-        restore's CPU when every record went through one)."""
-        from kafka.errors import KafkaError
-
-        if self._send_errors:
-            self._raise_send_errors(dst)
-        try:
-            future = producer.send(self.opts.target_topic, key=rec.key, value=rec.value, headers=list(rec.headers),
-                                   partition=dst, timestamp_ms=rec.timestamp)
-        except KafkaError as exc:
-            raise KafkaClientError(f"produce: {type(exc).__name__}: {exc}", topic=self.opts.target_topic,
-                                   partition=dst) from exc
-        except (TypeError, ValueError) as exc:
-            # kafka-python refuses a null header value and a record whose key and value are both
-            # null, though the protocol allows both.
-            raise RestoreError(f"{self.opts.topic}[{src}] offset {rec.offset}: the Kafka client cannot "
-                               f"produce this record ({exc})") from exc
-        future.add_errback(self._send_errors.append)
-
-    def _commit(self, producer: Any, key: str, state: dict[str, Any], txn: _Txn,
-                translations: dict[int, int], *, done: bool = False) -> _Txn:
+    def _commit(self, producer: TransactionalProducer | None, pr: PartitionRestore, key: str,
+                state: dict[str, Any], txn: _Txn, translations: dict[int, int], *, done: bool = False) -> _Txn:
         """Commit the open transaction, then checkpoint; returns the next (empty) transaction."""
         end = txn.next_target
         if producer is not None and txn.records:
-            with translate("flush producer"):
-                producer.flush()
-            self._raise_send_errors(state["target_partition"])  # never commit past a failed record
-            with translate("commit transaction"):
-                producer.commit_transaction()
+            producer.commit()
             _failpoints.hit("restore-after-commit")
             end += 1  # the commit marker takes one offset
             state["transactions"].append([txn.first_source, txn.next_target - txn.records])
+        pr.records += txn.records
         if producer is None:
             return _Txn(first_source=None, first_target=end)
         state["done"] = done
@@ -499,12 +589,6 @@ class RestoreRun:
         for o in todo:  # before the first or after the last restored record
             out[o] = state["target_base"] if txns and o < txns[0][0] else state["target_end"]
         return out
-
-    def _raise_send_errors(self, dst: int) -> None:
-        if self._send_errors:
-            exc = self._send_errors[0]
-            raise RestoreError(f"failed to produce into {self.opts.target_topic}[{dst}]: "
-                               f"{type(exc).__name__}: {exc}") from exc
 
     def _groups(self, cluster: Cluster, groups_src: dict[str, dict[int, int]], pmap: dict[int, int],
                 translations: dict[int, dict[int, int]]) -> list[GroupRestore]:

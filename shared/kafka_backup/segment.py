@@ -28,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import json
 import struct
+import threading
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
@@ -126,7 +127,7 @@ class SegmentData:
     """A finished segment, ready to upload: its parts in order (not joined, so uploading never
     needs a second copy of the segment in memory)."""
 
-    parts: tuple[bytes | bytearray, ...]
+    parts: tuple[bytes | bytearray | memoryview, ...]
     footer: SegmentFooter
     sha256: str  # of the whole object, recorded in the commit record
 
@@ -141,7 +142,9 @@ class SegmentData:
 
 @dataclass(slots=True)
 class _Pending:
-    raw: bytearray = field(default_factory=bytearray)
+    #: runs of whole batches: read-only views into the buffers given to ``add`` (no copy)
+    pieces: list[memoryview] = field(default_factory=list)
+    size: int = 0
     codec: str = CODEC_ZSTD
     first_offset: int = -1
     next_offset: int = -1
@@ -157,20 +160,39 @@ def _records_from(batch: bytes, start: int) -> int:
     return sum(1 for r in DefaultRecordBatch(batch) if r.offset >= start)
 
 
-def _compress(level: int, data: bytes | bytearray) -> bytes:
-    return zstandard.ZstdCompressor(level=level, write_content_size=True).compress(data)
+_compressors = threading.local()
+
+
+def _compress(level: int, pieces: tuple[memoryview, ...]) -> bytes:
+    """One zstd frame (with the content size) of the block's batches.
+
+    A compressor per thread and level: creating one costs about a tenth of compressing 1 MiB, and
+    a reused one gives the same bytes.  A block's batches usually lie in one fetched buffer, so
+    they are compressed where they are; only a block spanning two fetches is joined first.
+    """
+    cache: dict[int, zstandard.ZstdCompressor] | None = getattr(_compressors, "by_level", None)
+    if cache is None:
+        cache = _compressors.by_level = {}
+    compressor = cache.get(level)
+    if compressor is None:
+        compressor = cache[level] = zstandard.ZstdCompressor(level=level, write_content_size=True)
+    return compressor.compress(pieces[0] if len(pieces) == 1 else b"".join(pieces))
 
 
 class SegmentWriter:
     """Accumulates whole batches for one partition range and produces the segment bytes.
 
     Blocks of uncompressed batches are zstd-compressed (on ``executor`` when given, so compression
-    overlaps fetching: zstandard releases the GIL).  Memory held is about one segment's stored size.
+    overlaps fetching: zstandard releases the GIL).  Batches are not copied on the way in: blocks
+    hold read-only views of the buffers given to :meth:`add` (a mutable buffer is copied once, so
+    a caller may reuse it), producer-compressed blocks are stored from those views, and zstd reads
+    them in place.  Memory held is about one segment: the views keep the fetched buffers alive
+    until the block is compressed, or until :meth:`finish` for producer-compressed blocks.
     """
 
     def __init__(self, topic: str, partition: int, start_offset: int, *, zstd_level: int = 3,
                  block_raw_bytes: int = DEFAULT_BLOCK_RAW_BYTES, executor: Executor | None = None,
-                 run_id: str = "") -> None:
+                 run_id: str = "", backlog: threading.Semaphore | None = None) -> None:
         self.topic = topic
         self.partition = partition
         self.start_offset = start_offset
@@ -179,10 +201,14 @@ class SegmentWriter:
         self._level = zstd_level
         self._block_raw_bytes = block_raw_bytes
         self._executor = executor
+        # One slot per block waiting for ``executor``: packing runs far ahead of zstd, and every
+        # queued block keeps its fetched buffers alive, so the queue (shared by all writers of a
+        # run) must be bounded for memory to be.
+        self._backlog = backlog
         self._pending = _Pending()
-        # Sealed blocks: their index fields (raw bytes already released) and stored bytes or the
-        # compression still running for them.
-        self._blocks: list[tuple[tuple[int, str, int, int, int, int, int], Future[bytes] | bytes | bytearray]] = []
+        # Sealed blocks: their index fields and stored bytes, or the compression still running.
+        self._blocks: list[tuple[tuple[int, str, int, int, int, int, int],
+                                 Future[bytes] | bytes | tuple[memoryview, ...]]] = []
         self._aborted: dict[tuple[int, int], None] = {}
         self.records = 0
         self.batches = 0
@@ -190,21 +216,33 @@ class SegmentWriter:
         self._min_ts: int | None = None
         self._max_ts: int | None = None
 
-    def add(self, buf: bytes | memoryview, headers: Iterable[BatchHeader] | None = None) -> None:
+    def add(self, buf: bytes | bytearray | memoryview, headers: Iterable[BatchHeader] | None = None) -> None:
         """Append whole batches (already in offset order, each starting at or after ``next_offset``
         except possibly the very first one). ``headers`` may come from an earlier :func:`scan`."""
         mv = memoryview(buf)
+        if not mv.readonly:  # the writer keeps views until finish(): never of bytes that may change
+            mv = memoryview(bytes(mv))
+        run = -1  # start in mv of the batches taken for the pending block but not yet in its pieces
+        end = -1
         for h in headers if headers is not None else scan(mv):
             if h.next_offset <= self.next_offset and self.batches:
                 raise ValueError(f"batch at offset {h.base_offset} is not after {self.next_offset}")
             codec = CODEC_ZSTD if h.compression == 0 else CODEC_NONE
             p = self._pending
-            if p.batches and (p.codec != codec or len(p.raw) >= self._block_raw_bytes):
+            if p.batches and (p.codec != codec or p.size >= self._block_raw_bytes):
+                if run >= 0:
+                    p.pieces.append(mv[run:end])
+                    run = -1
                 self._seal()
                 p = self._pending
             if not p.batches:
                 p.codec, p.first_offset = codec, h.base_offset
-            p.raw += mv[h.position : h.position + h.size]
+            if run < 0 or h.position != end:
+                if run >= 0:
+                    p.pieces.append(mv[run:end])
+                run = h.position
+            end = h.position + h.size
+            p.size += h.size
             p.next_offset = h.next_offset
             ts_max = h.max_timestamp
             # With the delete-horizon bit (set by the log cleaner) base_timestamp is no record's time.
@@ -224,6 +262,8 @@ class SegmentWriter:
             self.batches += 1
             self.raw_bytes += h.size
             self.next_offset = h.next_offset
+        if run >= 0:
+            self._pending.pieces.append(mv[run:end])
 
     def add_aborted(self, aborted: Iterable[tuple[int, int]]) -> None:
         """Record the broker's aborted transactions (producer_id, first_offset) seen for this range."""
@@ -234,44 +274,78 @@ class SegmentWriter:
         p = self._pending
         if not p.batches:
             return
-        # No copies: a producer-compressed block is stored as accumulated, and zstd reads the
-        # bytearray directly (it is never touched again once sealed).
-        stored: Future[bytes] | bytes | bytearray
+        pieces = tuple(p.pieces)
+        stored: Future[bytes] | bytes | tuple[memoryview, ...]
         if p.codec == CODEC_NONE:
-            stored = p.raw
+            stored = pieces
         elif self._executor is not None:
-            stored = self._executor.submit(_compress, self._level, p.raw)
+            backlog = self._backlog
+            if backlog is not None:
+                backlog.acquire()
+            try:
+                stored = self._executor.submit(_compress, self._level, pieces)
+            except BaseException:
+                if backlog is not None:
+                    backlog.release()
+                raise
+            if backlog is not None:
+                stored.add_done_callback(lambda _: backlog.release())
         else:
-            stored = _compress(self._level, p.raw)
-        meta = (len(p.raw), p.codec, p.first_offset, p.next_offset, p.max_timestamp, p.batches, p.records)
+            stored = _compress(self._level, pieces)
+        meta = (p.size, p.codec, p.first_offset, p.next_offset, p.max_timestamp, p.batches, p.records)
         self._blocks.append((meta, stored))
         self._pending = _Pending()
 
     def finish(self, end_offset: int | None = None) -> SegmentData:
         """Seal the last block and build the object. ``end_offset`` (exclusive) may exceed the last
         batch's next offset when the range ends in offsets with no batch (compacted away)."""
+        return self.seal(end_offset).build()
+
+    def seal(self, end_offset: int | None = None) -> SealedSegment:
+        """Seal the last block and close the writer; :meth:`SealedSegment.build` (which waits for
+        compression and hashes every byte) may then run on another thread."""
         self._seal()
         end = self.next_offset if end_offset is None else end_offset
         if end < self.next_offset:
             raise ValueError(f"end_offset {end} is before the last batch's next offset {self.next_offset}")
-        parts: list[bytes | bytearray] = [MAGIC]
+        blocks, self._blocks = self._blocks, []
+        return SealedSegment(self, end, blocks, tuple(sorted(self._aborted, key=lambda a: (a[1], a[0]))))
+
+
+@dataclass(frozen=True, slots=True)
+class SealedSegment:
+    writer: SegmentWriter
+    end_offset: int
+    blocks: list[tuple[tuple[int, str, int, int, int, int, int], Future[bytes] | bytes | tuple[memoryview, ...]]]
+    aborted: tuple[tuple[int, int], ...]
+
+    @property
+    def raw_bytes(self) -> int:
+        return self.writer.raw_bytes
+
+    def build(self) -> SegmentData:
+        w = self.writer
+        parts: list[bytes | bytearray | memoryview] = [MAGIC]
         content = hashlib.sha256(MAGIC)
         position = len(MAGIC)
         blocks: list[Block] = []
-        for (raw_size, codec, first, nxt, max_ts, batches, records), stored in self._blocks:
+        for (raw_size, codec, first, nxt, max_ts, batches, records), stored in self.blocks:
             data = stored.result() if isinstance(stored, Future) else stored
-            blocks.append(Block(position, len(data), raw_size, codec, first, nxt, max_ts, batches, records,
-                                _crc32c.crc32c(data)))
-            content.update(data)
-            parts.append(data)
-            position += len(data)
-        self._blocks.clear()
+            pieces = data if isinstance(data, tuple) else (data,)
+            crc = 0
+            size = 0
+            for piece in pieces:
+                crc = _crc32c.crc32c(piece, crc)
+                content.update(piece)
+                size += len(piece)
+            blocks.append(Block(position, size, raw_size, codec, first, nxt, max_ts, batches, records, crc))
+            parts.extend(pieces)
+            position += size
         footer = SegmentFooter(
-            topic=self.topic, partition=self.partition, start_offset=self.start_offset, end_offset=end,
-            min_timestamp=self._min_ts, max_timestamp=self._max_ts, record_count=self.records,
-            batch_count=self.batches, raw_bytes=self.raw_bytes,
-            aborted_transactions=tuple(sorted(self._aborted, key=lambda a: (a[1], a[0]))),
-            blocks=tuple(blocks), content_sha256=content.hexdigest(), run_id=self.run_id,
+            topic=w.topic, partition=w.partition, start_offset=w.start_offset, end_offset=self.end_offset,
+            min_timestamp=w._min_ts, max_timestamp=w._max_ts, record_count=w.records,
+            batch_count=w.batches, raw_bytes=w.raw_bytes, aborted_transactions=self.aborted,
+            blocks=tuple(blocks), content_sha256=content.hexdigest(), run_id=w.run_id,
         )
         fj = footer.to_json()
         tail = fj + TRAILER.pack(len(fj), _crc32c.crc32c(fj), END_MAGIC)
@@ -392,6 +466,40 @@ class SegmentReader:
             raise CorruptSegmentError("content SHA-256 mismatch", key=self.key)
         self._verified = True
 
+    def data_batches(self, *, include_aborted: bool = False,
+                     from_offset: int | None = None) -> Iterator[tuple[BatchHeader, memoryview]]:
+        """(header, raw batch) of the data batches a read_committed consumer would read, in offset
+        order: control batches never, batches of aborted transactions only with ``include_aborted``.
+
+        A batch may hold records outside the footer's [start_offset, end_offset) (a compressed
+        batch straddling the range start); callers that care compare offsets with the footer.
+        """
+        from kafka.errors import CorruptRecordError
+        from kafka.record.default_records import DefaultRecordBatch
+
+        pending = sorted(self.footer.aborted_transactions, key=lambda a: a[1])
+        aborted_pids: set[int] = set()
+        i = 0
+        # Every batch is scanned (not only those past from_offset) so abort markers are tracked.
+        for h, raw in self.batches():
+            while i < len(pending) and pending[i][1] <= h.last_offset:
+                aborted_pids.add(pending[i][0])
+                i += 1
+            if h.is_control:
+                try:
+                    for ctl in DefaultRecordBatch(bytes(raw)):
+                        if ctl.abort:
+                            aborted_pids.discard(h.producer_id)
+                except (CorruptRecordError, ValueError, struct.error) as exc:
+                    raise CorruptSegmentError(f"control batch at offset {h.base_offset}: {exc}",
+                                              key=self.key) from exc
+                continue
+            if from_offset is not None and h.next_offset <= from_offset:
+                continue
+            if not include_aborted and h.is_transactional and h.producer_id in aborted_pids:
+                continue
+            yield h, raw
+
     def records(self, *, include_aborted: bool = False, from_offset: int | None = None,
                 from_timestamp: int | None = None) -> Iterator[Record]:
         """Decode data records in offset order; control records are never yielded, and records of
@@ -401,30 +509,9 @@ class SegmentReader:
         from kafka.record.default_records import DefaultRecordBatch
 
         f = self.footer
-        pending = sorted(f.aborted_transactions, key=lambda a: a[1])
-        aborted_pids: set[int] = set()
-        i = 0
-        # Every batch is scanned (not only those past from_offset) so abort markers are tracked.
-        for h, raw in self.batches():
-            while i < len(pending) and pending[i][1] <= h.last_offset:
-                aborted_pids.add(pending[i][0])
-                i += 1
-            if from_offset is not None and h.next_offset <= from_offset and not h.is_control:
-                continue
-            batch = DefaultRecordBatch(bytes(raw))
-            if h.is_control:
-                try:
-                    for ctl in batch:
-                        if ctl.abort:
-                            aborted_pids.discard(h.producer_id)
-                except (CorruptRecordError, ValueError, struct.error) as exc:
-                    raise CorruptSegmentError(f"control batch at offset {h.base_offset}: {exc}",
-                                              key=self.key) from exc
-                continue
-            if not include_aborted and h.is_transactional and h.producer_id in aborted_pids:
-                continue
+        for h, raw in self.data_batches(include_aborted=include_aborted, from_offset=from_offset):
             try:
-                for r in batch:
+                for r in DefaultRecordBatch(bytes(raw)):
                     if r.offset < f.start_offset or r.offset >= f.end_offset:
                         continue
                     if from_offset is not None and r.offset < from_offset:

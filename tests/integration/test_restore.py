@@ -61,6 +61,13 @@ def _store_keys(url: str) -> set[str]:
     return {i.key for i in open_store(url).list()}
 
 
+def _progress(tmp_path: Path, target: str, partition: int) -> dict[str, Any] | None:
+    """The restore's progress record (its checkpoint) for one source partition, if written yet."""
+    found = list((tmp_path / "backup" / "restores").glob(f"*/*/{partition}.json"))
+    found = [f for f in found if json.loads(f.read_text()).get("target_topic") == target]
+    return json.loads(found[0].read_text()) if found else None
+
+
 def _topic_exists(admin: KafkaAdminClient, topic: str) -> bool:
     return topic in admin.list_topics()
 
@@ -334,8 +341,10 @@ def test_kill_9_mid_restore_then_rerun_is_exact(bootstrap_servers: str, make_top
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and proc.poll() is None:
-            # partitions are restored in order: wait until partition 0 is past its 50,000-record checkpoint
-            if _topic_exists(admin, target) and _ends(admin, target, 2)[0] >= 70_000:
+            # Partitions are restored in order: kill once partition 0's first checkpoint is written
+            # and its second transaction is under way (its records are in the log, uncommitted).
+            first = _progress(tmp_path, target, 0)
+            if first and first["restored"] and _ends(admin, target, 2)[0] >= first["target_end"] + 10_000:
                 os.kill(proc.pid, signal.SIGKILL)
                 break
             time.sleep(0.02)
@@ -346,8 +355,11 @@ def test_kill_9_mid_restore_then_rerun_is_exact(bootstrap_servers: str, make_top
     assert proc.returncode == -signal.SIGKILL, "the restore finished before it could be killed"
     time.sleep(1)
     killed_at = _ends(admin, target, 2)
-    assert 50_000 < killed_at[0] < PER_PARTITION and killed_at[1] == 0, killed_at
-    assert len(consume_all(bootstrap_servers, target, 0)) == 50_000, "only the first transaction is visible"
+    # Transactions end at the first batch boundary at or after 50,000 records.
+    checkpoint = _progress(tmp_path, target, 0)["restored"]
+    assert 50_000 <= checkpoint < PER_PARTITION, checkpoint
+    assert checkpoint + 10_000 < killed_at[0] < PER_PARTITION and killed_at[1] == 0, killed_at
+    assert len(consume_all(bootstrap_servers, target, 0)) == checkpoint, "only the first transaction is visible"
     crashed_store = tmp_path / "crashed-copy"
     shutil.copytree(tmp_path / "backup", crashed_store)
 
@@ -357,15 +369,19 @@ def test_kill_9_mid_restore_then_rerun_is_exact(bootstrap_servers: str, make_top
     assert rerun.returncode == 0, rerun.stderr
     doc = json.loads(rerun.stdout)
     [g] = doc["groups"]
-    # partition 1: the first transaction's 50,000 records, its commit marker, then source 50,000 on
-    assert g["committed"] and g["offsets"] == {f"{target}:0": 10_000, f"{target}:1": 60_001}
+    # partition 1: source 60,000 sits after the first transaction's commit marker when that
+    # transaction ended at or before it
+    first_txn_p1 = _progress(tmp_path, target, 1)["transactions"][1][0]
+    expected_p1 = 60_000 + (1 if first_txn_p1 <= 60_000 else 0)
+    assert g["committed"] and g["offsets"] == {f"{target}:0": 10_000, f"{target}:1": expected_p1}
     committed = admin.list_group_offsets({group: None})[group]
-    assert {tp.partition: om.offset for tp, om in committed.items() if tp.topic == target} == {0: 10_000, 1: 60_001}
+    assert {tp.partition: om.offset for tp, om in committed.items() if tp.topic == target} == \
+        {0: 10_000, 1: expected_p1}
     p0, p1 = doc["partitions"]
-    # The killed run's open transaction was aborted by the re-run's init_transactions(): the re-run
-    # resumes at the checkpoint (50,000) and nothing past it was committed.
+    # The killed run's open transaction was aborted by the re-run's InitProducerId: the re-run
+    # resumes at the checkpoint and nothing past it was committed.
     assert p0["resumed_skip"] == 0
-    assert p0["records"] == PER_PARTITION - 50_000
+    assert p0["records"] == PER_PARTITION - checkpoint
     assert (p1["resumed_skip"], p1["records"]) == (0, PER_PARTITION)
     for part in range(2):
         assert _content(consume_all(bootstrap_servers, target, part)) == \
@@ -602,9 +618,11 @@ def test_crash_between_commit_and_checkpoint_is_read_back(bootstrap_servers: str
     """Killed after a transaction committed but before its progress record was written: the re-run
     finds those records in the target (read_committed) and skips exactly them."""
     source = make_topic(1)
-    with KafkaProducer(bootstrap_servers=bootstrap_servers, linger_ms=5) as p:
-        for i in range(3000):
+    with KafkaProducer(bootstrap_servers=bootstrap_servers, linger_ms=1000) as p:
+        for i in range(3000):  # batches of exactly 100 records: transactions end at 1000, 2000, 3000
             p.send(source, key=b"%d" % i, value=b"v%d" % i, partition=0)
+            if i % 100 == 99:
+                p.flush()
     url = _url(tmp_path)
     _backup_until_complete(bootstrap_servers, url, [source])
     target = f"{source}-r"
@@ -619,3 +637,91 @@ def test_crash_between_commit_and_checkpoint_is_read_back(bootstrap_servers: str
     [p0] = json.loads(rerun.stdout)["partitions"]
     assert (p0["resumed_skip"], p0["records"]) == (1000, 1000)
     assert _content(consume_all(bootstrap_servers, target, 0)) == _content(consume_all(bootstrap_servers, source, 0))
+
+
+# ---------------------------------------------------------------- 8. what kafka-python cannot send
+def _zigzag(value: int, out: bytearray) -> None:
+    n = (value << 1) ^ (value >> 63)
+    while n >= 0x80:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+
+
+def _raw_batch(records: list[tuple[int, bytes | None, bytes | None, list[tuple[str, bytes | None]]]],
+               codec: int = 0) -> bytes:
+    """A non-transactional v2 batch, encoded here (independently of the engine's encoder) because
+    kafka-python's producer refuses null header values and null key+value."""
+    import gzip
+    import struct
+
+    import crc32c
+
+    def field(value: bytes | None, out: bytearray) -> None:
+        _zigzag(-1 if value is None else len(value), out)
+        out += value or b""
+
+    body = bytearray()
+    for delta, (ts, key, value, headers) in enumerate(records):
+        rec = bytearray(b"\x00")
+        _zigzag(ts - records[0][0], rec)
+        _zigzag(delta, rec)
+        field(key, rec)
+        field(value, rec)
+        _zigzag(len(headers), rec)
+        for hk, hv in headers:
+            field(hk.encode(), rec)
+            field(hv, rec)
+        _zigzag(len(rec), body)
+        body += rec
+    payload = gzip.compress(bytes(body)) if codec == 1 else bytes(body)
+    head = struct.pack(">qiibIhiqqqhii", 0, 49 + len(payload), -1, 2, 0, codec, len(records) - 1, records[0][0],
+                       max(r[0] for r in records), -1, -1, -1, len(records))
+    batch = bytearray(head + payload)
+    struct.pack_into(">I", batch, 17, crc32c.crc32c(bytes(batch[21:])))
+    return bytes(batch)
+
+
+def _produce_raw(bootstrap: str, topic: str, batches: list[bytes]) -> None:
+    """Each batch in its own ProduceRequest (acks=all) on a plain connection."""
+    from kafka.protocol.producer import ProduceRequest
+    from kafka_backup._kafka_raw import RawKafka
+
+    topic_cls = ProduceRequest.TopicProduceData
+    with RawKafka(bootstrap_servers=[bootstrap]) as raw:
+        manager = raw._manager
+        for batch in batches:
+            request = ProduceRequest(transactional_id=None, acks=-1, timeout_ms=30_000, topic_data=[topic_cls(
+                name=topic, partition_data=[topic_cls.PartitionProduceData(index=0, records=batch)])],
+                min_version=3, max_version=9)
+            response = manager.run(lambda request=request: manager.send(request))
+            [part] = response.responses[0].partition_responses
+            assert part.error_code == 0, part
+
+
+NULLS: list[tuple[int, bytes | None, bytes | None, list[tuple[str, bytes | None]]]] = [
+    (BASE, None, None, [("n", None)]),  # null key and value, a null header value
+    (BASE + 1, b"k", None, [("a", b"1"), ("n", None), ("a", b"")]),  # tombstone; duplicate, empty and null headers
+    (BASE - 5, None, b"", []),  # older than its predecessor: a negative timestamp delta
+    (BASE + 2, b"", b"v", [("n", None), ("n", None)]),
+]
+
+
+def test_null_header_values_and_null_key_and_value_round_trip(bootstrap_servers: str, make_topic: Any,
+                                                              tmp_path: Path) -> None:
+    source = make_topic(1, {"message.timestamp.before.max.ms": "9223372036854775807"})
+    _produce_raw(bootstrap_servers, source, [_raw_batch(NULLS), _raw_batch(NULLS, codec=1)])
+    src = consume_all(bootstrap_servers, source, 0)
+    assert len(src) == 8 and src[0][3:] == (None, None, (("n", None),)), "the broker kept what was produced"
+    url = _url(tmp_path)
+    _backup_until_complete(bootstrap_servers, url, [source])
+
+    # Whole batches: sent as stored (re-stamped).
+    res = _restore(bootstrap_servers, url, source, to_topic=f"{source}-r")
+    assert res.records == 8
+    assert _content(consume_all(bootstrap_servers, f"{source}-r", 0)) == _content(src)
+    # A range that cuts both batches: both are rebuilt by the engine's own encoder (the second
+    # one gzip-compressed again).
+    mid = _restore(bootstrap_servers, url, source, to_topic=f"{source}-mid", from_offset=1, to_offset=7)
+    assert mid.records == 6
+    assert _content(consume_all(bootstrap_servers, f"{source}-mid", 0)) == _content(src[1:7])
