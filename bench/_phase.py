@@ -198,12 +198,19 @@ def _backed_up_records(storage_url: str, topic: str) -> list[tuple[int, Any]]:
     return out
 
 
+#: The bare producer's settings: what restore guarantees (acks=all, idempotence), batched as a tuned
+#: kafka-python application would be (restore itself sends the stored batches, whatever their size).
+BARE_PRODUCER: dict[str, Any] = {
+    "acks": "all", "enable_idempotence": True, "linger_ms": 10, "batch_size": 1 << 20,
+    "max_request_size": 16 << 20, "max_in_flight_requests_per_connection": 5,
+}
+
+
 def produce(spec: dict[str, Any]) -> dict[str, Any]:
-    """A bare produce loop of the backed-up records (read into memory first, untimed), with the
-    producer settings restore.py uses, each record into the same partition number."""
+    """A bare produce loop of the backed-up records (read into memory first, untimed), with
+    :data:`BARE_PRODUCER` settings, each record into the same partition number."""
     from kafka import KafkaProducer
     from kafka_backup.cluster import client_kwargs
-    from kafka_backup.restore import _PRODUCER_DEFAULTS
 
     cfg = settings(spec["bootstrap"], spec["storage_url"], [spec["source"]])
     t0 = time.perf_counter()
@@ -213,7 +220,7 @@ def produce(spec: dict[str, Any]) -> dict[str, Any]:
     payload = sum(len(r.value or b"") + len(r.key or b"") for _, r in records)
 
     def run() -> dict[str, Any]:
-        producer = KafkaProducer(**client_kwargs(cfg.kafka), **_PRODUCER_DEFAULTS)
+        producer = KafkaProducer(**client_kwargs(cfg.kafka), **BARE_PRODUCER)
         for p, r in records:
             producer.send(target, key=r.key, value=r.value, headers=list(r.headers), partition=p,
                           timestamp_ms=r.timestamp)

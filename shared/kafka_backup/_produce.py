@@ -182,13 +182,22 @@ def encode_batch(records: Sequence[RecordTuple], *, codec: int, producer_id: int
 
 
 # -------------------------------------------------------------------------------------- producer
-@dataclass
-class _InFlight:
+@dataclass(frozen=True)
+class Outgoing:
+    """One batch for one partition: a stored batch to re-stamp, or records to encode."""
+
     topic: str
     partition: int
-    expected_base: int | None
     records: int
-    size: int
+    expected_base: int | None  # the target offset it must land at (None: not checked)
+    batch: bytes | bytearray | memoryview | None = None
+    rebuilt: Sequence[RecordTuple] | None = None
+    codec: int = 0
+
+
+@dataclass
+class _InFlight:
+    parts: list[tuple[Outgoing, int]]  # with the size sent
     done: threading.Event
     future: Any = None  # kafka.future.Future, set on the IO thread
 
@@ -339,24 +348,30 @@ class TransactionalProducer:
             raise RuntimeError("a transaction is already open")
         self._open = True
 
-    def _add_partition(self, topic: str, partition: int) -> None:
+    def _add_partitions(self, tps: Sequence[tuple[str, int]]) -> None:
         from kafka.protocol.producer import AddPartitionsToTxnRequest
 
         topic_cls = AddPartitionsToTxnRequest.AddPartitionsToTxnTopic
+        by_topic: dict[str, list[int]] = {}
+        for topic, partition in tps:
+            by_topic.setdefault(topic, []).append(partition)
+        what = "add " + ", ".join(f"{t}{ps}" for t, ps in by_topic.items()) + " to the transaction"
 
         def attempt() -> int:
             request = AddPartitionsToTxnRequest(
                 v3_and_below_transactional_id=self.transactional_id,
                 v3_and_below_producer_id=self.producer_id,
                 v3_and_below_producer_epoch=self.producer_epoch,
-                v3_and_below_topics=[topic_cls(name=topic, partitions=[partition])],
+                v3_and_below_topics=[topic_cls(name=t, partitions=ps) for t, ps in by_topic.items()],
                 max_version=_TXN_MAX_VERSION)
-            response = self._call(request, self._coordinator_id(), f"add {topic}[{partition}] to the transaction")
+            response = self._call(request, self._coordinator_id(), what)
             codes = [int(code) for _, results in response.results_by_topic_v3_and_below for _, code in results]
-            return next((c for c in codes if c), 0) if codes else int(getattr(response, "error_code", 0) or 0)
+            # OPERATION_NOT_ATTEMPTED (55) only says another partition of the request failed.
+            return next((c for c in codes if c and c != 55), 0) if codes else \
+                int(getattr(response, "error_code", 0) or 0)
 
-        self._retrying(f"add {topic}[{partition}] to the transaction", attempt)
-        self._in_txn.add((topic, partition))
+        self._retrying(what, attempt)
+        self._in_txn.update(tps)
 
     # -- produce ------------------------------------------------------------------------------
     def _leader(self, topic: str, partition: int) -> int:
@@ -375,76 +390,98 @@ class TransactionalProducer:
     def send(self, topic: str, partition: int, batch: bytes | bytearray | memoryview, records: int, *,
              expected_base: int | None = None) -> None:
         """Send one stored batch of ``records`` records in the open transaction, re-stamped (see
-        :func:`stamp`).  At most :data:`MAX_IN_FLIGHT` stay unanswered; this waits for the oldest
-        beyond that.
-
-        ``expected_base`` is the target offset the batch must land at: a different one means
-        something else writes to the partition, which the restore's offset map cannot allow.
-        """
-        self._send(topic, partition, records, expected_base, lambda seq: stamp(
-            batch, producer_id=self.producer_id, producer_epoch=self.producer_epoch, base_sequence=seq))
+        :func:`stamp`); see :meth:`send_many`."""
+        self.send_many([Outgoing(topic, partition, records, expected_base, batch=batch)])
 
     def send_records(self, topic: str, partition: int, records: Sequence[RecordTuple], *, codec: int,
                      expected_base: int | None = None) -> None:
         """Like :meth:`send` for records that need a new batch (:func:`encode_batch`)."""
-        self._send(topic, partition, len(records), expected_base, lambda seq: encode_batch(
-            records, codec=codec, producer_id=self.producer_id, producer_epoch=self.producer_epoch,
-            base_sequence=seq))
+        self.send_many([Outgoing(topic, partition, len(records), expected_base, rebuilt=records, codec=codec)])
 
-    def _send(self, topic: str, partition: int, records: int, expected_base: int | None,
-              build: Callable[[int], bytearray]) -> None:
+    def send_many(self, parts: Sequence[Outgoing]) -> None:
+        """Send one batch for each of several partitions (at most one per partition: the broker
+        takes one batch per partition per request) in the open transaction, one ProduceRequest per
+        leader.  At most :data:`MAX_IN_FLIGHT` requests stay unanswered; this waits for the oldest
+        beyond that.
+
+        Why several partitions per request: the broker handles the requests of one connection one at
+        a time, so a restore of many partitions moves as many batches per round trip.
+
+        ``expected_base`` checks where a batch landed: a different offset means something else
+        writes to the partition, which the restore's offset map cannot allow.
+        """
         from kafka.protocol.producer import ProduceRequest
 
         if not self._open:
             raise RuntimeError("begin() first")
-        tp = (topic, partition)
-        if tp not in self._in_txn:
-            self._add_partition(topic, partition)
-        sequence = self._sequences.get(tp, 0)
-        data = build(sequence)
-        self._sequences[tp] = next_sequence(sequence, records)
-        while len(self._in_flight) >= MAX_IN_FLIGHT:
-            self._complete_oldest()
+        if len({(p.topic, p.partition) for p in parts}) != len(parts):
+            raise ValueError("one batch per partition per request")
+        new = [(p.topic, p.partition) for p in parts if (p.topic, p.partition) not in self._in_txn]
+        if new:
+            self._add_partitions(new)
+        by_leader: dict[int, list[tuple[Outgoing, bytearray]]] = {}
+        for p in parts:
+            tp = (p.topic, p.partition)
+            sequence = self._sequences.get(tp, 0)
+            if p.batch is not None:
+                data = stamp(p.batch, producer_id=self.producer_id, producer_epoch=self.producer_epoch,
+                             base_sequence=sequence)
+            else:
+                assert p.rebuilt is not None
+                data = encode_batch(p.rebuilt, codec=p.codec, producer_id=self.producer_id,
+                                    producer_epoch=self.producer_epoch, base_sequence=sequence)
+            self._sequences[tp] = next_sequence(sequence, p.records)
+            by_leader.setdefault(self._leader(p.topic, p.partition), []).append((p, data))
         topic_cls = ProduceRequest.TopicProduceData
-        request = ProduceRequest(
-            transactional_id=self.transactional_id, acks=-1, timeout_ms=int(self._request_timeout_s * 1000),
-            topic_data=[topic_cls(name=topic, partition_data=[topic_cls.PartitionProduceData(
-                index=partition, records=bytes(data))])],
-            min_version=_PRODUCE_VERSIONS[0], max_version=_PRODUCE_VERSIONS[1])
-        node_id = self._leader(topic, partition)
-        entry = _InFlight(topic, partition, expected_base, records, len(data), threading.Event())
         timeout_ms = int(self._request_timeout_s * 1000)
         manager = self._manager
+        for node_id, items in by_leader.items():
+            while len(self._in_flight) >= MAX_IN_FLIGHT:
+                self._complete_oldest()
+            topics: dict[str, list[Any]] = {}
+            for p, batch in items:
+                topics.setdefault(p.topic, []).append(topic_cls.PartitionProduceData(index=p.partition, records=batch))
+            request = ProduceRequest(
+                transactional_id=self.transactional_id, acks=-1, timeout_ms=timeout_ms,
+                topic_data=[topic_cls(name=t, partition_data=ps) for t, ps in topics.items()],
+                min_version=_PRODUCE_VERSIONS[0], max_version=_PRODUCE_VERSIONS[1])
+            entry = _InFlight([(p, len(batch)) for p, batch in items], threading.Event())
 
-        def submit() -> None:  # on the IO thread, so the callback cannot race the response
-            try:
-                future = manager.send(request, node_id=node_id, request_timeout_ms=timeout_ms)
-            except Exception as exc:
-                from kafka.future import Future
+            def submit(request: Any = request, node_id: int = node_id, entry: _InFlight = entry) -> None:
+                # On the IO thread, so the callback cannot race the response.
+                try:
+                    future = manager.send(request, node_id=node_id, request_timeout_ms=timeout_ms)
+                except Exception as exc:
+                    from kafka.future import Future
 
-                future = Future().failure(exc)
-            entry.future = future
-            future.add_both(lambda _: entry.done.set())
+                    future = Future().failure(exc)
+                entry.future = future
+                future.add_both(lambda _: entry.done.set())
 
-        manager.call_soon(submit)
-        self._in_flight.append(entry)
+            manager.call_soon(submit)
+            self._in_flight.append(entry)
 
     def _complete_oldest(self) -> None:
         entry = self._in_flight[0]
+        first = entry.parts[0][0]
         if not entry.done.wait(self._request_timeout_s + 5.0):
             self._abandon_in_flight()
             raise RetriableProduceError(f"no answer to a produce request within {self._request_timeout_s + 5:.0f}s",
-                                        topic=entry.topic, partition=entry.partition)
+                                        topic=first.topic, partition=first.partition)
         self._in_flight.popleft()
         future = entry.future
-        where = f"produce {entry.records} records ({entry.size} bytes)"
         if future.failed():
             self._abandon_in_flight()
             if self._is_leader_error(future.exception):
-                self._raw._leaders.pop((entry.topic, entry.partition), None)
-            raise self._failed(future.exception, where, entry.topic, entry.partition)
+                for p, _ in entry.parts:
+                    self._raw._leaders.pop((p.topic, p.partition), None)
+            records = sum(p.records for p, _ in entry.parts)
+            raise self._failed(future.exception, f"produce {records} records to {len(entry.parts)} partition(s)",
+                               first.topic, first.partition)
         try:
-            self._check_response(future.value, entry, where)
+            answers = {(t.name, part.index): part for t in future.value.responses for part in t.partition_responses}
+            for p, size in entry.parts:
+                self._check_answer(answers.get((p.topic, p.partition)), p, size)
         except KafkaBackupError:
             self._abandon_in_flight()
             raise
@@ -455,39 +492,36 @@ class TransactionalProducer:
 
         return isinstance(exc, kerr.KafkaError) and exc.retriable
 
-    def _check_response(self, response: Any, entry: _InFlight, where: str) -> None:
+    def _check_answer(self, part: Any, sent: Outgoing, size: int) -> None:
         import kafka.errors as kerr
 
-        for topic_response in response.responses:
-            for part in topic_response.partition_responses:
-                if topic_response.name != entry.topic or part.index != entry.partition:
-                    continue
-                code = int(part.error_code)
-                if code == 0:
-                    if entry.expected_base is not None and int(part.base_offset) != entry.expected_base:
-                        raise RestoreError(
-                            f"{entry.topic}[{entry.partition}]: {where}: the batch landed at offset "
-                            f"{part.base_offset}, not {entry.expected_base}: something else is writing to the "
-                            "target partition (a restore needs it to itself)")
-                    return
-                error = kerr.for_code(code)
-                detail = getattr(part, "error_message", None) or ""
-                record_errors = "; ".join(str(getattr(e, "batch_index_error_message", "") or "")
-                                          for e in (getattr(part, "record_errors", None) or ()))
-                text = f"{where}: {error.__name__}" + "".join(f" ({t})" for t in (detail, record_errors) if t)
-                at = f"{entry.topic}[{entry.partition}]: "
-                if code in _FENCED:
-                    raise RestoreError(f"{at}{text}: another restore with the same transactional id "
-                                       f"({self.transactional_id}) took over")
-                if getattr(error, "retriable", False) or code in _RESTARTABLE:
-                    if getattr(error, "retriable", False):
-                        self._raw._leaders.pop((entry.topic, entry.partition), None)
-                    raise RetriableProduceError(text, topic=entry.topic, partition=entry.partition)
-                if isinstance(error(), kerr.AuthorizationError):
-                    raise translate_kafka_error(error(), where, topic=entry.topic, partition=entry.partition)
-                raise RestoreError(at + text)
-        raise RetriableProduceError(f"{where}: the broker's answer left the partition out",
-                                    topic=entry.topic, partition=entry.partition)
+        where = f"produce {sent.records} records ({size} bytes)"
+        at = f"{sent.topic}[{sent.partition}]: "
+        if part is None:
+            raise RetriableProduceError(f"{where}: the broker's answer left the partition out",
+                                        topic=sent.topic, partition=sent.partition)
+        code = int(part.error_code)
+        if code == 0:
+            if sent.expected_base is not None and int(part.base_offset) != sent.expected_base:
+                raise RestoreError(
+                    f"{at}{where}: the batch landed at offset {part.base_offset}, not {sent.expected_base}: "
+                    "something else is writing to the target partition (a restore needs it to itself)")
+            return
+        error = kerr.for_code(code)
+        detail = getattr(part, "error_message", None) or ""
+        record_errors = "; ".join(str(getattr(e, "batch_index_error_message", "") or "")
+                                  for e in (getattr(part, "record_errors", None) or ()))
+        text = f"{where}: {error.__name__}" + "".join(f" ({t})" for t in (detail, record_errors) if t)
+        if code in _FENCED:
+            raise RestoreError(f"{at}{text}: another restore with the same transactional id "
+                               f"({self.transactional_id}) took over")
+        if getattr(error, "retriable", False) or code in _RESTARTABLE:
+            if getattr(error, "retriable", False):
+                self._raw._leaders.pop((sent.topic, sent.partition), None)
+            raise RetriableProduceError(text, topic=sent.topic, partition=sent.partition)
+        if isinstance(error(), kerr.AuthorizationError):
+            raise translate_kafka_error(error(), where, topic=sent.topic, partition=sent.partition)
+        raise RestoreError(at + text)
 
     def flush(self) -> None:
         """Wait for every batch sent; raises the first failure."""

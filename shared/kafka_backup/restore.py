@@ -40,7 +40,7 @@ from typing import Any, Protocol
 
 from . import _failpoints
 from ._batches import ATTR_TIMESTAMP_TYPE, BatchHeader
-from ._produce import CONNECTION_MAX_IN_FLIGHT, RecordTuple, RetriableProduceError, TransactionalProducer
+from ._produce import CONNECTION_MAX_IN_FLIGHT, Outgoing, RecordTuple, RetriableProduceError, TransactionalProducer
 from .catalog import PartitionChain, encode_topic, latest_json, list_partitions, now_iso
 from .cluster import Cluster, client_kwargs, committed_offsets
 from .config import Settings
@@ -53,13 +53,10 @@ log = logging.getLogger("kafka_backup.restore")
 #: Topic configs that describe the source cluster rather than the data; never copied.
 _SKIP_CONFIGS = {"message.format.version", "leader.replication.throttled.replicas",
                  "follower.replication.throttled.replicas"}
-_PRODUCER_DEFAULTS: dict[str, Any] = {
-    "acks": "all", "enable_idempotence": True, "linger_ms": 10, "batch_size": 1 << 20,
-    "max_request_size": 16 << 20, "max_in_flight_requests_per_connection": 5,
-}
 
 
 CHECKPOINT_RECORDS = 50_000
+PARALLEL_PARTITIONS = 4
 
 
 @dataclass
@@ -95,8 +92,11 @@ class RestoreOptions:
     dry_run: bool = False
     groups: bool = False
     create_topic: bool = True
-    #: Records per transaction and progress checkpoint (what a crash can cost in re-work).
+    #: Records per transaction and progress checkpoint (what a crash can cost in re-work); a
+    #: transaction ends at the first batch boundary past it.
     checkpoint_records: int = CHECKPOINT_RECORDS
+    #: Partitions restored at once, one batch of each per request; each holds one segment in memory.
+    parallel_partitions: int = PARALLEL_PARTITIONS
 
     @property
     def target_topic(self) -> str:
@@ -291,7 +291,9 @@ class RestoreRun:
         for reader in self._segments(partition, start, rng):
             f = reader.footer
             lo = f.start_offset if start is None else max(start, f.start_offset)
-            for h, raw in reader.data_batches(from_offset=start):
+            # The object's SHA-256 was checked against its commit record: per-batch CRCs are redundant
+            # (and each sent batch gets a new one).
+            for h, raw in reader.data_batches(from_offset=start, check_crc=False, prefetch=True):
                 if (rng.takes_whole(h) and h.base_offset >= lo and h.next_offset <= f.end_offset
                         and not h.attributes & _REBUILD_ATTRIBUTES and h.records_count == h.last_offset_delta + 1):
                     yield _Unit(range(h.base_offset, h.next_offset), raw, None, h.compression)
@@ -385,18 +387,14 @@ class RestoreRun:
         rid = _restore_id(self.settings, self.opts, pmap)
         with Cluster(self.settings.kafka) as cluster:
             created = self._ensure_topic(cluster, pmap)
-            parts, translations = [], {}
             with contextlib.ExitStack() as stack:
                 # The producer starts first: its init() fences a killed run's producer and aborts its
                 # open transaction, so the end offsets read next are final.
                 producer = None if self.opts.dry_run else self._producer(stack, rid)
                 ends = {} if (self.opts.dry_run and created) else cluster.offsets(
                     [(self.opts.target_topic, d) for d in pmap.values()], "latest")
-                for src, dst in sorted(pmap.items()):
-                    pr, tr = self._restore_partition(cluster, src, dst, rid, ends.get((self.opts.target_topic, dst), 0),
-                                                     producer, wanted.get(src, set()))
-                    parts.append(pr)
-                    translations[src] = tr
+                parts, translations = self._restore_all(
+                    cluster, pmap, rid, {d: o for (_, d), o in ends.items()}, producer, wanted)
             group_results = self._groups(cluster, groups_src, pmap, translations) if self.opts.groups else []
         return RestoreResult(self.opts.topic, self.opts.target_topic, self.opts.dry_run, created, parts,
                              group_results, round(time.monotonic() - t0, 3))
@@ -415,121 +413,78 @@ class RestoreRun:
     def _progress_key(self, rid: str, src: int) -> str:
         return f"restores/{encode_topic(self.opts.target_topic)}/{rid}/{src}.json"
 
-    def _restore_partition(self, cluster: Cluster, src: int, dst: int, rid: str, target_end: int,
-                           producer: TransactionalProducer | None,
-                           wanted: set[int]) -> tuple[PartitionRestore, dict[int, int]]:
-        """Restore one source partition; returns the result and {source offset: target offset}
-        for the group offsets in ``wanted``.
+    def _restore_all(self, cluster: Cluster, pmap: dict[int, int], rid: str, ends: dict[int, int],
+                     producer: TransactionalProducer | None,
+                     wanted: dict[int, set[int]]) -> tuple[list[PartitionRestore], dict[int, dict[int, int]]]:
+        """Restore every partition of ``pmap``; returns the results and, per source partition,
+        {source offset: target offset} for the group offsets in ``wanted``.
 
-        A failure a new attempt may cure (leader moved, connection lost, coordinator moving) starts
-        over from the last checkpoint with a new producer epoch, exactly as a re-run would, until
-        no transaction has committed for four request timeouts.
+        Up to ``parallel_partitions`` partitions go at once, one batch of each per ProduceRequest,
+        in one transaction.  A failure a new attempt may cure (leader moved, connection lost,
+        coordinator moving) starts over from the last checkpoints with a new producer epoch,
+        exactly as a re-run would, until no transaction has committed for four request timeouts.
         """
-        pr = PartitionRestore(src, dst)
+        results = {src: PartitionRestore(src, dst) for src, dst in sorted(pmap.items())}
+        translations: dict[int, dict[int, int]] = {}
         failing_since: float | None = None
         topic = self.opts.target_topic
         while True:
-            committed_before = pr.records
+            committed_before = sum(pr.records for pr in results.values())
             try:
-                return pr, self._restore_partition_once(pr, rid, target_end, producer, wanted)
+                todo = [pr for pr in results.values() if pr.source_partition not in translations]
+                self._run_lanes(todo, rid, ends, producer, wanted, translations)
+                return list(results.values()), translations
             except RetriableProduceError as exc:
                 assert producer is not None
                 now = time.monotonic()
-                if failing_since is None or pr.records > committed_before:
+                if failing_since is None or sum(pr.records for pr in results.values()) > committed_before:
                     failing_since = now
                 budget = 4 * self.settings.kafka.request_timeout_seconds
                 if now - failing_since > budget:
-                    raise RestoreError(f"{topic}[{dst}]: still failing after {budget:.0f}s: {exc}") from exc
-                log.warning("%s[%d]: %s; resuming from the last checkpoint with a new producer epoch",
-                            topic, dst, exc)
+                    raise RestoreError(f"{topic}: still failing after {budget:.0f}s: {exc}") from exc
+                log.warning("%s: %s; resuming from the last checkpoint with a new producer epoch", topic, exc)
                 time.sleep(random.uniform(0.2, 1.0))
                 producer.init()  # fences what is still in flight and aborts the open transaction
-                target_end = cluster.offsets([(topic, dst)], "latest")[(topic, dst)]
+                left = [pmap[src] for src in pmap if src not in translations]
+                found = cluster.offsets([(topic, d) for d in left], "latest")
+                ends = {d: found[(topic, d)] for d in left}
 
-    def _restore_partition_once(self, pr: PartitionRestore, rid: str, target_end: int,
-                                producer: TransactionalProducer | None, wanted: set[int]) -> dict[int, int]:
-        """One attempt: from the progress record (the last checkpoint) to the end, in transactions
-        of at least ``checkpoint_records`` records, whole batches each."""
-        src, dst = pr.source_partition, pr.target_partition
-        key = self._progress_key(rid, src)
-        state: dict[str, Any] | None = None
-        if not self.opts.dry_run:
-            with contextlib.suppress(ObjectNotFound):
-                state = json.loads(self.store.get(key))
-        if state is None:
-            state = {"source_partition": src, "target_partition": dst, "target_topic": self.opts.target_topic,
-                     "target_base": target_end, "target_end": target_end, "next_source_offset": None,
-                     "restored": 0, "transactions": [], "translations": {}, "done": False,
-                     "started_at": now_iso()}
-            if not self.opts.dry_run:
-                self.store.put(key, json.dumps(state).encode())
-        translations = {int(k): int(v) for k, v in state["translations"].items()}
-        pr.target_start = state["target_base"]
-        if target_end < state["target_end"]:  # checked for finished partitions too
-            raise RestoreError(f"target {self.opts.target_topic}[{dst}] ends at {target_end}, below the "
-                               f"restore checkpoint {state['target_end']}: it was truncated or recreated")
-        # Records an interrupted run committed after its last checkpoint (it died between the
-        # transaction's commit and the progress write): read back, exactly, and skipped below.
-        already = [] if self.opts.dry_run or state["done"] else committed_offsets(
-            self.settings.kafka, self.opts.target_topic, dst, state["target_end"], target_end)
-        resume_at = state["next_source_offset"]
-        behind = sorted(o for o in wanted if o not in translations
-                        and (state["done"] or (resume_at is not None and o < resume_at)))
-        if behind:  # e.g. --groups added on a re-run, or a newer group snapshot: not in the progress
-            translations.update(self._translate_restored(src, state, behind))
-        if state["done"]:
-            pr.already_done, pr.target_end = True, state["target_end"]
-            return translations
-        pr.resumed_skip += len(already)
-        rng = _Range(self.opts)
-        rng.started = rng.started or resume_at is not None  # resumed inside the range
-        pending_wanted = sorted(o for o in wanted if o not in translations)
-        topic = self.opts.target_topic
-        txn = _Txn(first_source=None, first_target=target_end)
-        label = f"{self.opts.topic}[{src}]"
-        skipped = 0
+    def _run_lanes(self, todo: list[PartitionRestore], rid: str, ends: dict[int, int],
+                   producer: TransactionalProducer | None, wanted: dict[int, set[int]],
+                   translations: dict[int, dict[int, int]]) -> None:
+        """One attempt over the partitions in ``todo`` (finished ones land in ``translations``)."""
+        queue = list(todo)
+        lanes: list[_Lane] = []
+        closing: list[_Lane] = []  # exhausted: checkpointed as done at the next commit
+        in_txn = 0  # records in the open transaction, all lanes
         try:
-            for unit in self._units(src, resume_at, rng):
-                if pr.first_source_offset is None:
-                    pr.first_source_offset = unit.offsets[0]
-                pr.last_source_offset = unit.offsets[-1]
-                if skipped < len(already):  # committed by the interrupted run
-                    take = min(unit.count, len(already) - skipped)
-                    while pending_wanted and pending_wanted[0] <= unit.offsets[take - 1]:
-                        o = pending_wanted.pop(0)
-                        translations[o] = already[skipped + bisect.bisect_left(unit.offsets, o)]
-                    if skipped == 0:
-                        state["transactions"].append([unit.offsets[0], already[0]])
-                    skipped += take
-                    state["next_source_offset"] = unit.offsets[take - 1] + 1
-                    if take == unit.count:
-                        continue
-                    unit = unit.drop_first(take)
-                while pending_wanted and pending_wanted[0] <= unit.offsets[-1]:
-                    o = pending_wanted.pop(0)
-                    translations[o] = unit.target_of(o, txn.next_target)
-                if producer is not None:
+            while queue or lanes or closing:
+                while queue and len(lanes) < self.opts.parallel_partitions:
+                    pr = queue.pop(0)
+                    lane = _Lane(self, pr, rid, ends.get(pr.target_partition, 0),
+                                 wanted.get(pr.source_partition, set()))
+                    if lane.finished:
+                        translations[pr.source_partition] = lane.translations
+                    else:
+                        lanes.append(lane)
+                parts = [out for lane in lanes if (out := lane.next()) is not None]
+                if parts and producer is not None:
                     if not producer.in_transaction:
                         producer.begin()
-                    if unit.batch is not None:
-                        producer.send(topic, dst, unit.batch, unit.count, expected_base=txn.next_target)
-                    else:
-                        assert unit.rebuilt is not None
-                        producer.send_records(topic, dst, unit.rebuilt, codec=unit.codec,
-                                              expected_base=txn.next_target)
-                if txn.first_source is None:
-                    txn.first_source = unit.offsets[0]
-                txn.next_target += unit.count
-                txn.records += unit.count
-                txn.last_source = unit.offsets[-1]
-                if txn.records >= self.opts.checkpoint_records:
-                    txn = self._commit(producer, pr, key, state, txn, translations)
-                if self.progress:
-                    self.progress(label, unit.offsets[-1], -1)
-            for o in pending_wanted:  # the group was at (or past) the end of what was restored
-                translations[o] = txn.next_target + (1 if txn.records and producer is not None else 0)
-            txn = self._commit(producer, pr, key, state, txn, translations, done=True)
-            pr.target_end = txn.next_target
+                    producer.send_many(parts)
+                in_txn += sum(p.records for p in parts)
+                closing += [lane for lane in lanes if lane.exhausted]
+                lanes = [lane for lane in lanes if not lane.exhausted]
+                if in_txn >= self.opts.checkpoint_records or not (queue or lanes):
+                    if producer is not None and in_txn:
+                        producer.commit()
+                        _failpoints.hit("restore-after-commit")
+                    for lane in lanes + closing:
+                        lane.checkpoint(committed=producer is not None and lane.txn.records > 0)
+                    in_txn = 0
+                    for lane in closing:
+                        translations[lane.pr.source_partition] = lane.translations
+                    closing = []
         except RetriableProduceError:
             raise  # the next attempt's new epoch aborts the open transaction
         except BaseException:
@@ -539,29 +494,6 @@ class RestoreRun:
                 with contextlib.suppress(Exception):
                     producer.abort()
             raise
-        return translations
-
-    def _commit(self, producer: TransactionalProducer | None, pr: PartitionRestore, key: str,
-                state: dict[str, Any], txn: _Txn, translations: dict[int, int], *, done: bool = False) -> _Txn:
-        """Commit the open transaction, then checkpoint; returns the next (empty) transaction."""
-        end = txn.next_target
-        if producer is not None and txn.records:
-            producer.commit()
-            _failpoints.hit("restore-after-commit")
-            end += 1  # the commit marker takes one offset
-            state["transactions"].append([txn.first_source, txn.next_target - txn.records])
-        pr.records += txn.records
-        if producer is None:
-            return _Txn(first_source=None, first_target=end)
-        state["done"] = done
-        if txn.last_source is not None:
-            state["next_source_offset"] = txn.last_source + 1
-        state["target_end"] = end
-        state["restored"] = state.get("restored", 0) + txn.records
-        state["translations"] = {str(k): v for k, v in translations.items()}
-        state["updated_at"] = now_iso()
-        self.store.put(key, json.dumps(state).encode())
-        return _Txn(first_source=None, first_target=end)
 
     def _translate_restored(self, src: int, state: dict[str, Any], offsets: list[int]) -> dict[int, int]:
         """Target offsets for source ``offsets`` that earlier runs already restored, from the
@@ -614,6 +546,120 @@ class RestoreRun:
             except KafkaBackupError as exc:
                 g.error = str(exc)
         return out
+
+
+class _Lane:
+    """One source partition being restored: its checkpoint, what an interrupted run already
+    committed past it, the group offsets to translate, and its share of the open transaction."""
+
+    def __init__(self, run: RestoreRun, pr: PartitionRestore, rid: str, target_end: int, wanted: set[int]) -> None:
+        self.run = run
+        self.pr = pr
+        self.finished = self.exhausted = False
+        opts = run.opts
+        src, dst = pr.source_partition, pr.target_partition
+        self.dry_run = opts.dry_run
+        self.key = run._progress_key(rid, src)
+        state: dict[str, Any] | None = None
+        if not opts.dry_run:
+            with contextlib.suppress(ObjectNotFound):
+                state = json.loads(run.store.get(self.key))
+        if state is None:
+            state = {"source_partition": src, "target_partition": dst, "target_topic": opts.target_topic,
+                     "target_base": target_end, "target_end": target_end, "next_source_offset": None,
+                     "restored": 0, "transactions": [], "translations": {}, "done": False,
+                     "started_at": now_iso()}
+            if not opts.dry_run:
+                run.store.put(self.key, json.dumps(state).encode())
+        self.state = state
+        self.translations = {int(k): int(v) for k, v in state["translations"].items()}
+        pr.target_start = state["target_base"]
+        if target_end < state["target_end"]:  # checked for finished partitions too
+            raise RestoreError(f"target {opts.target_topic}[{dst}] ends at {target_end}, below the "
+                               f"restore checkpoint {state['target_end']}: it was truncated or recreated")
+        # Records an interrupted run committed after its last checkpoint (it died between the
+        # transaction's commit and the progress write): read back, exactly, and skipped below.
+        self.already = [] if opts.dry_run or state["done"] else committed_offsets(
+            run.settings.kafka, opts.target_topic, dst, state["target_end"], target_end)
+        resume_at = state["next_source_offset"]
+        behind = sorted(o for o in wanted if o not in self.translations
+                        and (state["done"] or (resume_at is not None and o < resume_at)))
+        if behind:  # e.g. --groups added on a re-run, or a newer group snapshot: not in the progress
+            self.translations.update(run._translate_restored(src, state, behind))
+        if state["done"]:
+            pr.already_done, pr.target_end, self.finished = True, state["target_end"], True
+            return
+        pr.resumed_skip += len(self.already)
+        rng = _Range(opts)
+        rng.started = rng.started or resume_at is not None  # resumed inside the range
+        self.units = run._units(src, resume_at, rng)
+        self.pending_wanted = sorted(o for o in wanted if o not in self.translations)
+        self.txn = _Txn(first_source=None, first_target=target_end)
+        self.skipped = 0
+        self.label = f"{opts.topic}[{src}]"
+
+    def next(self) -> Outgoing | None:
+        """The next batch to send (its records counted into the open transaction), or None when
+        the partition has nothing more (``exhausted``)."""
+        pr, txn, translations = self.pr, self.txn, self.translations
+        for unit in self.units:
+            if pr.first_source_offset is None:
+                pr.first_source_offset = unit.offsets[0]
+            pr.last_source_offset = unit.offsets[-1]
+            if self.skipped < len(self.already):  # committed by the interrupted run
+                take = min(unit.count, len(self.already) - self.skipped)
+                while self.pending_wanted and self.pending_wanted[0] <= unit.offsets[take - 1]:
+                    o = self.pending_wanted.pop(0)
+                    translations[o] = self.already[self.skipped + bisect.bisect_left(unit.offsets, o)]
+                if self.skipped == 0:
+                    self.state["transactions"].append([unit.offsets[0], self.already[0]])
+                self.skipped += take
+                self.state["next_source_offset"] = unit.offsets[take - 1] + 1
+                if take == unit.count:
+                    continue
+                unit = unit.drop_first(take)
+            while self.pending_wanted and self.pending_wanted[0] <= unit.offsets[-1]:
+                o = self.pending_wanted.pop(0)
+                translations[o] = unit.target_of(o, txn.next_target)
+            out = Outgoing(self.run.opts.target_topic, pr.target_partition, unit.count, txn.next_target,
+                           batch=unit.batch, rebuilt=unit.rebuilt, codec=unit.codec)
+            if txn.first_source is None:
+                txn.first_source = unit.offsets[0]
+            txn.next_target += unit.count
+            txn.records += unit.count
+            txn.last_source = unit.offsets[-1]
+            if self.run.progress:
+                self.run.progress(self.label, unit.offsets[-1], -1)
+            return out
+        self.exhausted = True
+        return None
+
+    def checkpoint(self, *, committed: bool) -> None:
+        """After the open transaction ended (committed, or nothing produced in a dry run): record
+        the progress, then start this lane's share of the next one."""
+        txn, state, pr = self.txn, self.state, self.pr
+        if self.exhausted:  # the group was at (or past) the end of what was restored
+            for o in self.pending_wanted:
+                self.translations[o] = txn.next_target + (1 if committed else 0)
+            self.pending_wanted = []
+        end = txn.next_target
+        if committed:
+            end += 1  # the commit marker takes one offset
+            state["transactions"].append([txn.first_source, txn.next_target - txn.records])
+        pr.records += txn.records
+        self.txn = _Txn(first_source=None, first_target=end)
+        if self.exhausted:
+            pr.target_end = end if committed else txn.next_target
+        if self.dry_run or not (txn.records or self.exhausted or self.skipped):
+            return
+        state["done"] = self.exhausted
+        if txn.last_source is not None:
+            state["next_source_offset"] = txn.last_source + 1
+        state["target_end"] = end
+        state["restored"] = state.get("restored", 0) + txn.records
+        state["translations"] = {str(k): v for k, v in self.translations.items()}
+        state["updated_at"] = now_iso()
+        self.run.store.put(self.key, json.dumps(state).encode())
 
 
 def run_restore(settings: Settings, opts: RestoreOptions,

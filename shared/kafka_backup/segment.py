@@ -30,7 +30,7 @@ import json
 import struct
 import threading
 from collections.abc import Iterable, Iterator
-from concurrent.futures import Executor, Future
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -413,7 +413,11 @@ class SegmentReader:
         if payload[: len(MAGIC)] != MAGIC:
             raise CorruptSegmentError("not a kafka-backup segment (bad magic)", key=key)
         footer, start = read_footer(payload, key=key, object_size=len(payload))
-        return cls(payload, footer, start, key=key)
+        reader = cls(payload, footer, start, key=key)
+        # The commit record's SHA-256 covers every byte of the object, so the content hash in the
+        # footer (written from the same bytes) need not be computed a second time.
+        reader._verified = expected_sha256 is not None
+        return reader
 
     def verify(self) -> None:
         """Check the content SHA-256, every block CRC and every batch CRC (no record decoding)."""
@@ -440,22 +444,40 @@ class SegmentReader:
             raise CorruptSegmentError(f"block at byte {block.position} has the wrong size", key=self.key)
         return raw
 
-    def batches(self, *, from_offset: int | None = None,
-                from_timestamp: int | None = None) -> Iterator[tuple[BatchHeader, memoryview]]:
-        """Yield (header, raw batch bytes), CRC-checked, skipping blocks wholly before the bounds."""
+    def batches(self, *, from_offset: int | None = None, from_timestamp: int | None = None,
+                check_crc: bool = True, prefetch: bool = False) -> Iterator[tuple[BatchHeader, memoryview]]:
+        """Yield (header, raw batch bytes), skipping blocks wholly before the bounds.
+
+        Each block's CRC-32C is always checked.  ``check_crc=False`` skips the per-batch CRC-32C:
+        for callers that checked the object's SHA-256 against its commit record, which covers
+        every byte (restore re-computes each batch's CRC anyway).  ``prefetch`` decompresses the
+        next block on a helper thread while the caller works on this one (zstd releases the GIL).
+        """
         if not self._verified:
             self.verify_content()
-        for block in self.footer.blocks:
-            if from_offset is not None and block.next_offset <= from_offset:
-                continue
-            if from_timestamp is not None and block.max_timestamp < from_timestamp:
-                continue
-            raw = memoryview(self._block_bytes(block))
-            try:
-                for h in scan(raw):
-                    yield h, raw[h.position : h.position + h.size]
-            except BatchFormatError as exc:
-                raise CorruptSegmentError(str(exc), key=self.key) from exc
+        blocks = [b for b in self.footer.blocks
+                  if not (from_offset is not None and b.next_offset <= from_offset)
+                  and not (from_timestamp is not None and b.max_timestamp < from_timestamp)]
+        if not blocks:
+            return
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kb-read") if prefetch else None
+        try:
+            ahead: Future[bytes] | None = pool.submit(self._block_bytes, blocks[0]) if pool else None
+            for i, block in enumerate(blocks):
+                if pool is not None and ahead is not None:
+                    data = ahead.result()
+                    ahead = pool.submit(self._block_bytes, blocks[i + 1]) if i + 1 < len(blocks) else None
+                else:
+                    data = self._block_bytes(block)
+                raw = memoryview(data)
+                try:
+                    for h in scan(raw, check_crc=check_crc):
+                        yield h, raw[h.position : h.position + h.size]
+                except BatchFormatError as exc:
+                    raise CorruptSegmentError(str(exc), key=self.key) from exc
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
 
     def verify_content(self) -> None:
         """Check the SHA-256 over everything before the footer (once per reader)."""
@@ -466,8 +488,8 @@ class SegmentReader:
             raise CorruptSegmentError("content SHA-256 mismatch", key=self.key)
         self._verified = True
 
-    def data_batches(self, *, include_aborted: bool = False,
-                     from_offset: int | None = None) -> Iterator[tuple[BatchHeader, memoryview]]:
+    def data_batches(self, *, include_aborted: bool = False, from_offset: int | None = None,
+                     check_crc: bool = True, prefetch: bool = False) -> Iterator[tuple[BatchHeader, memoryview]]:
         """(header, raw batch) of the data batches a read_committed consumer would read, in offset
         order: control batches never, batches of aborted transactions only with ``include_aborted``.
 
@@ -481,7 +503,7 @@ class SegmentReader:
         aborted_pids: set[int] = set()
         i = 0
         # Every batch is scanned (not only those past from_offset) so abort markers are tracked.
-        for h, raw in self.batches():
+        for h, raw in self.batches(check_crc=check_crc, prefetch=prefetch):
             while i < len(pending) and pending[i][1] <= h.last_offset:
                 aborted_pids.add(pending[i][0])
                 i += 1

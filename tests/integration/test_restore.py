@@ -341,10 +341,10 @@ def test_kill_9_mid_restore_then_rerun_is_exact(bootstrap_servers: str, make_top
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and proc.poll() is None:
-            # Partitions are restored in order: kill once partition 0's first checkpoint is written
-            # and its second transaction is under way (its records are in the log, uncommitted).
+            # Kill once the first transaction (both partitions, >= 50,000 records) is checkpointed
+            # and the second one is under way (its records are in the log, uncommitted).
             first = _progress(tmp_path, target, 0)
-            if first and first["restored"] and _ends(admin, target, 2)[0] >= first["target_end"] + 10_000:
+            if first and first["restored"] and _ends(admin, target, 2)[0] >= first["target_end"] + 5_000:
                 os.kill(proc.pid, signal.SIGKILL)
                 break
             time.sleep(0.02)
@@ -355,11 +355,12 @@ def test_kill_9_mid_restore_then_rerun_is_exact(bootstrap_servers: str, make_top
     assert proc.returncode == -signal.SIGKILL, "the restore finished before it could be killed"
     time.sleep(1)
     killed_at = _ends(admin, target, 2)
-    # Transactions end at the first batch boundary at or after 50,000 records.
-    checkpoint = _progress(tmp_path, target, 0)["restored"]
-    assert 50_000 <= checkpoint < PER_PARTITION, checkpoint
-    assert checkpoint + 10_000 < killed_at[0] < PER_PARTITION and killed_at[1] == 0, killed_at
-    assert len(consume_all(bootstrap_servers, target, 0)) == checkpoint, "only the first transaction is visible"
+    # One transaction covers both partitions and ends at the first batch boundary past 50,000 records.
+    checkpoints = [_progress(tmp_path, target, p)["restored"] for p in range(2)]
+    assert sum(checkpoints) >= 50_000 and all(0 < c < PER_PARTITION for c in checkpoints), checkpoints
+    assert killed_at[0] >= checkpoints[0] + 5_000, killed_at
+    for part in range(2):
+        assert len(consume_all(bootstrap_servers, target, part)) == checkpoints[part], "only checkpointed records"
     crashed_store = tmp_path / "crashed-copy"
     shutil.copytree(tmp_path / "backup", crashed_store)
 
@@ -368,24 +369,26 @@ def test_kill_9_mid_restore_then_rerun_is_exact(bootstrap_servers: str, make_top
     rerun = subprocess.run([*argv, "--groups"], capture_output=True, text=True, timeout=120)
     assert rerun.returncode == 0, rerun.stderr
     doc = json.loads(rerun.stdout)
-    [g] = doc["groups"]
-    # partition 1: source 60,000 sits after the first transaction's commit marker when that
-    # transaction ended at or before it
-    first_txn_p1 = _progress(tmp_path, target, 1)["transactions"][1][0]
-    expected_p1 = 60_000 + (1 if first_txn_p1 <= 60_000 else 0)
-    assert g["committed"] and g["offsets"] == {f"{target}:0": 10_000, f"{target}:1": expected_p1}
-    committed = admin.list_group_offsets({group: None})[group]
-    assert {tp.partition: om.offset for tp, om in committed.items() if tp.topic == target} == \
-        {0: 10_000, 1: expected_p1}
     p0, p1 = doc["partitions"]
     # The killed run's open transaction was aborted by the re-run's InitProducerId: the re-run
-    # resumes at the checkpoint and nothing past it was committed.
-    assert p0["resumed_skip"] == 0
-    assert p0["records"] == PER_PARTITION - checkpoint
-    assert (p1["resumed_skip"], p1["records"]) == (0, PER_PARTITION)
+    # resumes at the checkpoints and nothing past them was committed.
+    assert (p0["resumed_skip"], p1["resumed_skip"]) == (0, 0)
+    assert (p0["records"], p1["records"]) == (PER_PARTITION - checkpoints[0], PER_PARTITION - checkpoints[1])
+    source_rows = [consume_all(bootstrap_servers, source, part) for part in range(2)]
+    target_rows = [consume_all(bootstrap_servers, target, part) for part in range(2)]
     for part in range(2):
-        assert _content(consume_all(bootstrap_servers, target, part)) == \
-            _content(consume_all(bootstrap_servers, source, part)), f"partition {part}"
+        assert _content(target_rows[part]) == _content(source_rows[part]), f"partition {part}"
+    # The group now points at the same logical records: source 10,000 and 60,000 (commit markers
+    # shift the target offsets).
+    [g] = doc["groups"]
+    assert g["committed"]
+    committed = admin.list_group_offsets({group: None})[group]
+    assert {f"{tp.topic}:{tp.partition}": om.offset for tp, om in committed.items() if tp.topic == target} \
+        == g["offsets"]
+    for part, source_offset in ((0, 10_000), (1, 60_000)):
+        at = g["offsets"][f"{target}:{part}"]
+        [row] = [r for r in target_rows[part] if r[0] == at]
+        assert row[1:] == source_rows[part][source_offset][1:], f"partition {part}"
 
     # A re-run of the completed restore changes nothing.
     ends = _ends(admin, target, 2)
