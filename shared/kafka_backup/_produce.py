@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import dataclasses
 import logging
 import random
 import struct
@@ -445,7 +446,10 @@ class TransactionalProducer:
                 transactional_id=self.transactional_id, acks=-1, timeout_ms=timeout_ms,
                 topic_data=[topic_cls(name=t, partition_data=ps) for t, ps in topics.items()],
                 min_version=_PRODUCE_VERSIONS[0], max_version=_PRODUCE_VERSIONS[1])
-            entry = _InFlight([(p, len(batch)) for p, batch in items], threading.Event())
+            # Only what the answer is checked against: the batch's source bytes (a view of a whole
+            # segment) must not outlive the send.
+            entry = _InFlight([(dataclasses.replace(p, batch=None, rebuilt=None), len(batch)) for p, batch in items],
+                              threading.Event())
 
             def submit(request: Any = request, node_id: int = node_id, entry: _InFlight = entry) -> None:
                 # On the IO thread, so the callback cannot race the response.

@@ -209,6 +209,39 @@ class _Range:
                 and (o.to_time is None or h.max_timestamp < o.to_time))
 
 
+#: Segment bytes restore holds in memory at once, over all partitions restored in parallel (one
+#: segment more when a single one is larger).
+SEGMENT_MEMORY_BUDGET = 192 << 20
+_END: Any = object()
+
+
+class _SegmentBudget:
+    """Bytes of loaded segment objects; shared by the partitions one restore serves in turn (one
+    thread), so a wide topic with large segments stays within :data:`SEGMENT_MEMORY_BUDGET`.
+
+    First come, first served: a partition that had to wait gets the next bytes released before
+    the partition that released them may load again, so no partition is left for a slow tail.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+        self._waiting: list[int] = []
+
+    def take(self, size: int, who: int) -> bool:
+        if (self._waiting and self._waiting[0] != who) or (self.used and self.used + size > self.limit):
+            if who not in self._waiting:
+                self._waiting.append(who)
+            return False
+        if self._waiting and self._waiting[0] == who:
+            self._waiting.pop(0)
+        self.used += size
+        return True
+
+    def release(self, size: int) -> None:
+        self.used -= size
+
+
 #: Attribute bits that make a stored batch unfit to send as it is: LogAppendTime (its records'
 #: times are the batch's max timestamp, which CreateTime would not reproduce) and the delete-horizon
 #: flag the log cleaner sets (not a producer's to set).
@@ -251,10 +284,17 @@ class RestoreRun:
         self.opts = opts
         self.store = store or open_store(settings.storage)
         self.progress = progress
+        self._budget = _SegmentBudget(SEGMENT_MEMORY_BUDGET)
 
     # reading ---------------------------------------------------------------------------------
-    def _segments(self, partition: int, start: int | None, rng: _Range) -> Iterator[SegmentReader]:
-        """The committed segments of one partition that may hold records from ``start`` on."""
+    def _segments(self, partition: int, start: int | None, rng: _Range, *,
+                  budget: _SegmentBudget | None = None) -> Iterator[SegmentReader | None]:
+        """The committed segments of one partition that may hold records from ``start`` on.
+
+        With a ``budget``, a segment is loaded only when the memory it takes fits; until then this
+        yields None (the caller serves other partitions, which release theirs).  The caller must
+        drop its reference to a reader before asking for the next one.
+        """
         chain = PartitionChain(self.store, self.opts.topic, partition)
         for rec in chain.walk():
             if rec.kind != "segment" or rec.segment is None or rec.records == 0:
@@ -269,14 +309,24 @@ class RestoreRun:
                     and rec.max_timestamp < self.opts.from_time:
                 continue
             key = f"{chain.base}/{rec.segment}"
-            yield SegmentReader.from_bytes(self.store.get(key), key=key, expected_sha256=rec.sha256)
+            if budget is None:
+                yield SegmentReader.from_bytes(self.store.get_buffer(key), key=key, expected_sha256=rec.sha256)
+                continue
+            while not budget.take(rec.size, partition):
+                yield None
+            try:
+                yield SegmentReader.from_bytes(self.store.get_buffer(key), key=key, expected_sha256=rec.sha256)
+            finally:
+                budget.release(rec.size)
 
     def _records(self, partition: int, start: int | None, rng: _Range) -> Iterator[Record]:
         """Committed records of one partition in offset order, from ``start`` on."""
         for reader in self._segments(partition, start, rng):
+            assert reader is not None  # (no budget)
             yield from reader.records(from_offset=start)
 
-    def _units(self, partition: int, start: int | None, rng: _Range) -> Iterator[_Unit]:
+    def _units(self, partition: int, start: int | None, rng: _Range,
+               budget: _SegmentBudget | None = None) -> Iterator[_Unit | None]:
         """What to produce for one partition, in offset order, from ``start`` on.
 
         A stored batch goes as it is when all its records are selected, it is CreateTime without
@@ -288,7 +338,11 @@ class RestoreRun:
         from kafka.errors import CorruptRecordError
         from kafka.record.default_records import DefaultRecordBatch
 
-        for reader in self._segments(partition, start, rng):
+        segments = self._segments(partition, start, rng, budget=budget)
+        while (reader := next(segments, _END)) is not _END:
+            if reader is None:  # waiting for segment memory
+                yield None
+                continue
             f = reader.footer
             lo = f.start_offset if start is None else max(start, f.start_offset)
             # The object's SHA-256 was checked against its commit record: per-batch CRCs are redundant
@@ -316,6 +370,9 @@ class RestoreRun:
                     yield _Unit(offsets, None, records, h.compression)
                 if rng.finished:
                     return
+            # Drop every view of this segment before the next one loads: one per partition in memory.
+            del reader, f
+            h = raw = None
 
     # planning --------------------------------------------------------------------------------
     def _partition_map(self) -> dict[int, int]:
@@ -453,6 +510,7 @@ class RestoreRun:
                    producer: TransactionalProducer | None, wanted: dict[int, set[int]],
                    translations: dict[int, dict[int, int]]) -> None:
         """One attempt over the partitions in ``todo`` (finished ones land in ``translations``)."""
+        self._budget = _SegmentBudget(SEGMENT_MEMORY_BUDGET)  # a failed attempt's readers release into theirs
         queue = list(todo)
         lanes: list[_Lane] = []
         closing: list[_Lane] = []  # exhausted: checkpointed as done at the next commit
@@ -473,6 +531,7 @@ class RestoreRun:
                         producer.begin()
                     producer.send_many(parts)
                 in_txn += sum(p.records for p in parts)
+                del parts  # views of the segments: the next round may load new ones
                 closing += [lane for lane in lanes if lane.exhausted]
                 lanes = [lane for lane in lanes if not lane.exhausted]
                 if in_txn >= self.opts.checkpoint_records or not (queue or lanes):
@@ -592,7 +651,7 @@ class _Lane:
         pr.resumed_skip += len(self.already)
         rng = _Range(opts)
         rng.started = rng.started or resume_at is not None  # resumed inside the range
-        self.units = run._units(src, resume_at, rng)
+        self.units = run._units(src, resume_at, rng, run._budget)
         self.pending_wanted = sorted(o for o in wanted if o not in self.translations)
         self.txn = _Txn(first_source=None, first_target=target_end)
         self.skipped = 0
@@ -603,6 +662,8 @@ class _Lane:
         the partition has nothing more (``exhausted``)."""
         pr, txn, translations = self.pr, self.txn, self.translations
         for unit in self.units:
+            if unit is None:  # waiting for segment memory held by other partitions
+                return None
             if pr.first_source_offset is None:
                 pr.first_source_offset = unit.offsets[0]
             pr.last_source_offset = unit.offsets[-1]

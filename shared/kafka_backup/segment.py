@@ -372,7 +372,7 @@ class Record:
     is_transactional: bool
 
 
-def read_footer(tail: bytes, *, key: str, object_size: int) -> tuple[SegmentFooter, int]:
+def read_footer(tail: bytes | memoryview, *, key: str, object_size: int) -> tuple[SegmentFooter, int]:
     """Parse the footer from the object's last bytes; returns (footer, footer_start)."""
     if object_size < len(MAGIC) + TRAILER.size:
         raise CorruptSegmentError(f"truncated segment: {object_size} bytes is too short", key=key)
@@ -387,7 +387,7 @@ def read_footer(tail: bytes, *, key: str, object_size: int) -> tuple[SegmentFoot
         raise CorruptSegmentError("footer not fully read", key=key)
     if _crc32c.crc32c(fj) != fcrc:
         raise CorruptSegmentError("footer checksum mismatch", key=key)
-    return SegmentFooter.from_json(fj, key=key), start
+    return SegmentFooter.from_json(bytes(fj), key=key), start
 
 
 class SegmentReader:
@@ -399,15 +399,20 @@ class SegmentReader:
     wrong records are never returned.
     """
 
-    def __init__(self, payload: bytes, footer: SegmentFooter, footer_start: int, *, key: str) -> None:
-        self.payload = payload
+    def __init__(self, payload: bytes | memoryview, footer: SegmentFooter, footer_start: int, *,
+                 key: str) -> None:
+        # A view: block slices of it are not copies (a store's buffer is read in place).
+        self.payload = memoryview(payload)
         self.footer = footer
         self.key = key
         self._footer_start = footer_start
         self._verified = False
 
     @classmethod
-    def from_bytes(cls, payload: bytes, *, key: str, expected_sha256: str | None = None) -> SegmentReader:
+    def from_bytes(cls, payload: bytes | memoryview, *, key: str,
+                   expected_sha256: str | None = None) -> SegmentReader:
+        """``payload`` may be any bytes-like object (e.g. :meth:`Store.get_buffer`'s view)."""
+        payload = memoryview(payload)
         if expected_sha256 is not None and hashlib.sha256(payload).hexdigest() != expected_sha256:
             raise CorruptSegmentError("object SHA-256 differs from its commit record", key=key)
         if payload[: len(MAGIC)] != MAGIC:
@@ -425,7 +430,7 @@ class SegmentReader:
         for _ in self.batches():
             pass
 
-    def _block_bytes(self, block: Block) -> bytes:
+    def _block_bytes(self, block: Block) -> bytes | memoryview:
         end = block.position + block.stored_size
         if end > self._footer_start or block.position < len(MAGIC):
             raise CorruptSegmentError(f"block at {block.position} lies outside the content", key=self.key)
@@ -462,7 +467,7 @@ class SegmentReader:
             return
         pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kb-read") if prefetch else None
         try:
-            ahead: Future[bytes] | None = pool.submit(self._block_bytes, blocks[0]) if pool else None
+            ahead: Future[bytes | memoryview] | None = pool.submit(self._block_bytes, blocks[0]) if pool else None
             for i, block in enumerate(blocks):
                 if pool is not None and ahead is not None:
                     data = ahead.result()
@@ -483,7 +488,7 @@ class SegmentReader:
         """Check the SHA-256 over everything before the footer (once per reader)."""
         if self._verified:
             return
-        digest = hashlib.sha256(memoryview(self.payload)[: self._footer_start]).hexdigest()
+        digest = hashlib.sha256(self.payload[: self._footer_start]).hexdigest()
         if digest != self.footer.content_sha256:
             raise CorruptSegmentError("content SHA-256 mismatch", key=self.key)
         self._verified = True

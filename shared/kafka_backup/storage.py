@@ -291,6 +291,12 @@ class Store:
         with _translate("get", key, self.display):
             return bytes(obstore.get(self._inner, self._path(key)).bytes())
 
+    def get_buffer(self, key: str) -> memoryview:
+        """The object as a read-only view of the store's own buffer: no copy, so a large object
+        (a segment) takes its size in memory once, not twice."""
+        with _translate("get", key, self.display):
+            return memoryview(obstore.get(self._inner, self._path(key)).bytes())
+
     def get_range(self, key: str, start: int, end: int) -> bytes:
         """Bytes ``[start, end)`` of ``key``."""
         if end <= start:

@@ -358,9 +358,11 @@ def test_kill_9_mid_restore_then_rerun_is_exact(bootstrap_servers: str, make_top
     # One transaction covers both partitions and ends at the first batch boundary past 50,000 records.
     checkpoints = [_progress(tmp_path, target, p)["restored"] for p in range(2)]
     assert sum(checkpoints) >= 50_000 and all(0 < c < PER_PARTITION for c in checkpoints), checkpoints
-    assert killed_at[0] >= checkpoints[0] + 5_000, killed_at
-    for part in range(2):
-        assert len(consume_all(bootstrap_servers, target, part)) == checkpoints[part], "only checkpointed records"
+    # What a read_committed consumer sees: the checkpointed records, plus those of a transaction that
+    # committed just before the kill, before its checkpoint (rare, read back by the re-run).
+    visible = [len(consume_all(bootstrap_servers, target, part)) for part in range(2)]
+    assert all(v >= c for v, c in zip(visible, checkpoints, strict=True)), (visible, checkpoints)
+    assert killed_at[0] > visible[0], "commit markers (and the open transaction's records) lie past the visible records"
     crashed_store = tmp_path / "crashed-copy"
     shutil.copytree(tmp_path / "backup", crashed_store)
 
@@ -369,11 +371,11 @@ def test_kill_9_mid_restore_then_rerun_is_exact(bootstrap_servers: str, make_top
     rerun = subprocess.run([*argv, "--groups"], capture_output=True, text=True, timeout=120)
     assert rerun.returncode == 0, rerun.stderr
     doc = json.loads(rerun.stdout)
-    p0, p1 = doc["partitions"]
-    # The killed run's open transaction was aborted by the re-run's InitProducerId: the re-run
-    # resumes at the checkpoints and nothing past them was committed.
-    assert (p0["resumed_skip"], p1["resumed_skip"]) == (0, 0)
-    assert (p0["records"], p1["records"]) == (PER_PARTITION - checkpoints[0], PER_PARTITION - checkpoints[1])
+    # The killed run's open transaction was aborted by the re-run's InitProducerId; the re-run skips
+    # exactly what was committed past the checkpoints and restores the rest.
+    for part, p in enumerate(doc["partitions"]):
+        assert p["resumed_skip"] == visible[part] - checkpoints[part], (part, p)
+        assert p["records"] == PER_PARTITION - visible[part], (part, p)
     source_rows = [consume_all(bootstrap_servers, source, part) for part in range(2)]
     target_rows = [consume_all(bootstrap_servers, target, part) for part in range(2)]
     for part in range(2):
