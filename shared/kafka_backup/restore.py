@@ -1,24 +1,33 @@
 """Restore a backed-up topic into a cluster: partition-preserving, point-in-time, resumable.
 
 What is restored: every committed data record in the chosen range with its key, value (tombstones
-stay tombstones), headers (order, duplicates, bytes) and timestamp, in offset order, each source
-partition into one target partition.  Records of aborted transactions and control markers are
-never produced.  Original offsets cannot be reproduced by Kafka; the source→target offset map is
-what ``--groups`` uses to move consumer groups to the same logical record.
+stay tombstones), headers (order, duplicates, bytes, null values) and timestamp, in offset order,
+each source partition into one target partition.  Records of aborted transactions and control
+markers are never produced.  Original offsets cannot be reproduced by Kafka; the source→target
+offset map is what ``--groups`` uses to move consumer groups to the same logical record.
+
+How: the stored record batches go back as they are, in ProduceRequests built by
+:mod:`kafka_backup._produce` inside the restore's own Kafka transaction (only the writer fields and
+the CRC change); a batch is decoded and rebuilt only when a range bound cuts it, the log cleaner
+left holes in it, or it is LogAppendTime (see :meth:`RestoreRun._units`).  Up to
+``parallel_partitions`` partitions go at once, one batch of each per request, within a shared
+budget of loaded segment bytes (:data:`SEGMENT_MEMORY_BUDGET`).
 
 Resumability (the exact guarantee, also in ``docs/operations.md``): records are produced in
-Kafka transactions of ``CHECKPOINT_RECORDS`` records (transactional id derived from the restore's
-arguments), and after each commit a progress record under
-``restores/<target-topic>/<restore-id>/<source-partition>.json`` stores the next source offset and
-the target's end.  A re-run with the same arguments first calls ``init_transactions()``, which
-fences the interrupted run's producer and aborts its open transaction, so nothing uncommitted can
-still land; then it reads back, with read_committed, what the target holds past the checkpoint
-(only a transaction committed just before the crash, before its checkpoint was written), skips
-exactly those source records and continues: no loss, no duplicate, even on multi-replica clusters
-and with requests still in flight at the crash.  A failed send aborts the open transaction, so the
-target always stays a clean prefix.  The one assumption: nothing else writes to the target
-partitions during the restore (a target that ends below the checkpoint is refused).  Offsets in
-the target are contiguous within a transaction; each commit marker takes one offset.
+Kafka transactions of at least ``checkpoint_records`` records (transactional id derived from the
+restore's arguments; a transaction ends at a batch boundary), and after each commit a progress
+record per source partition under ``restores/<target-topic>/<restore-id>/<source-partition>.json``
+stores the next source offset and the target's end.  A re-run with the same arguments first sends
+InitProducerId for that id, which fences the interrupted run's producer and aborts its open
+transaction, so nothing uncommitted can still land; then it reads back, with read_committed, what
+the target holds past the checkpoint (only a transaction committed just before the crash, before
+its checkpoint was written), skips exactly those source records and continues: no loss, no
+duplicate, even on multi-replica clusters and with requests still in flight at the crash.  A
+rejected batch aborts the open transaction, so the target always stays a clean prefix; a
+retriable failure takes the re-run path within the run.  The one assumption: nothing else writes
+to the target partitions during the restore (every batch must land at the offset expected, and a
+target that ends below the checkpoint is refused).  Offsets in the target are contiguous within a
+transaction; each commit marker takes one offset.
 
 Example::
 
