@@ -25,6 +25,15 @@ them fails loudly at start-up instead of corrupting a backup.  The internals use
   taking ``min_version=``/``max_version=``; the connection picks the highest version both sides
   support, from ``BrokerVersionData.api_version``).
 * ``kafka.errors.for_code`` and the ``retriable`` flag of its classes.
+* The receive path, for RawKafka's own connections only (see :func:`_read_frames`):
+  ``kafka.net.transport.KafkaTCPTransport._read_from_sock`` is replaced (its ``_net``, ``_sock``,
+  ``_read``, ``_closed``, ``_protocol``, ``last_read`` and ``abort``; ``KafkaSSLTransport``
+  inherits it), ``kafka.protocol.parser.KafkaProtocol.receive_bytes`` is wrapped to take a whole
+  frame (``_process_response``, ``_max_frame_size``, ``_receiving``, ``_header``), and
+  ``KafkaConnection.data_received`` gets the frame.  Fetch requests are a ``FetchRequest``
+  subclass whose ``header_class`` (a ``kafka.protocol.api_header.RequestHeader`` subclass) names
+  our own response decoder in ``get_response_class``; both are built with ``init=False`` so
+  kafka-python registers nothing new.
 
 Fetch v4..12 is used: v4 is the first with ``isolation_level`` (read_committed) and
 ``aborted_transactions``; v13+ identifies topics by id instead of name (kafka-python's own
@@ -40,7 +49,10 @@ from __future__ import annotations
 import inspect
 import logging
 import random
+import ssl
+import struct
 import time
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import TracebackType
@@ -62,9 +74,12 @@ try:
     from kafka.net.connection import KafkaConnection
     from kafka.net.manager import KafkaConnectionManager
     from kafka.net.selector import NetworkSelector
+    from kafka.net.transport import KafkaTCPTransport
+    from kafka.protocol.api_header import RequestHeader
     from kafka.protocol.broker_version_data import BrokerVersionData
     from kafka.protocol.consumer import FetchRequest, FetchResponse
     from kafka.protocol.metadata import MetadataRequest, MetadataResponse
+    from kafka.protocol.parser import KafkaProtocol
 except ImportError as _exc:  # reported by check_internals(), which every RawKafka runs first
     _IMPORT_ERROR = _exc
 
@@ -106,6 +121,8 @@ class FetchedPartition:
     limits) is dropped, and so are batches that end before ``fetch_offset``.  The first batch may
     start *before* ``fetch_offset`` when it is a compressed batch containing it; it is kept whole
     because a batch is the unit we store.  Control batches (transaction markers) are kept.
+    ``records`` is a read-only view of the response frame as received (nothing was copied; the
+    view keeps the frame's buffer from being reused), or ``b""``.
 
     ``aborted_transactions`` is ``(producer_id, first_offset)`` as the broker listed it for the
     returned range (read_committed); ``high_watermark``, ``last_stable_offset`` and
@@ -118,12 +135,418 @@ class FetchedPartition:
     topic: str
     partition: int
     fetch_offset: int
-    records: bytes
+    records: bytes | memoryview
     aborted_transactions: tuple[tuple[int, int], ...]
     high_watermark: int
     last_stable_offset: int
     log_start_offset: int
     out_of_range: bool
+
+
+# --------------------------------------------------------------------------------------------
+# Fetch responses, parsed in place
+
+
+class FetchFrameError(ValueError):
+    """A Fetch response body that does not parse as the negotiated version (names the field)."""
+
+
+_I16 = struct.Struct(">h")
+_I32 = struct.Struct(">i")
+_ERROR_SESSION = struct.Struct(">hi")  # v7+: error_code, session_id
+_PARTITION_V4 = struct.Struct(">ihqq")  # partition_index, error_code, high_watermark, last_stable_offset
+_PARTITION_V5 = struct.Struct(">ihqqq")  # ... + log_start_offset
+_ABORTED = struct.Struct(">qq")  # producer_id, first_offset
+_FLEXIBLE_FROM = 12  # Fetch v12 is the first flexible version (compact lengths, tagged fields)
+
+
+@dataclass(slots=True)
+class RawPartitionData:
+    """One partition of a Fetch response; ``records`` is a view into the response frame."""
+
+    partition_index: int
+    error_code: int
+    high_watermark: int
+    last_stable_offset: int
+    log_start_offset: int  # -1 before v5
+    aborted_transactions: tuple[tuple[int, int], ...] | None  # (producer_id, first_offset); None: null
+    records: memoryview | None
+
+
+@dataclass(slots=True)
+class RawTopicData:
+    topic: str
+    partitions: list[RawPartitionData]
+
+
+@dataclass(slots=True)
+class RawFetchResponse:
+    """A Fetch response as :func:`parse_fetch_response` reads it (the fields ``_parse`` uses).
+
+    ``malformed`` is set instead of raising when the body does not parse: the error then reaches
+    the fetch that asked, with the broker and version named, rather than the IO thread.
+    """
+
+    API_VERSION: int
+    throttle_time_ms: int = 0
+    error_code: int = 0
+    session_id: int = 0
+    responses: list[RawTopicData] | None = None
+    malformed: str | None = None
+
+
+class _Cursor:
+    __slots__ = ("buf", "end", "pos")
+
+    def __init__(self, buf: memoryview, pos: int = 0) -> None:
+        self.buf = buf
+        self.pos = pos
+        self.end = len(buf)
+
+    def need(self, n: int, what: str) -> None:
+        if n < 0 or self.pos + n > self.end:
+            raise FetchFrameError(f"{what} at byte {self.pos} needs {n} bytes, {self.end - self.pos} left")
+
+    def unpack(self, st: struct.Struct, what: str) -> tuple[Any, ...]:
+        self.need(st.size, what)
+        values = st.unpack_from(self.buf, self.pos)
+        self.pos += st.size
+        return values
+
+    def uvarint(self, what: str) -> int:
+        value = shift = 0
+        for _ in range(5):  # an unsigned varint of at most 32 bits
+            self.need(1, what)
+            byte = self.buf[self.pos]
+            self.pos += 1
+            value |= (byte & 0x7F) << shift
+            if not byte & 0x80:
+                return value
+            shift += 7
+        raise FetchFrameError(f"{what}: varint longer than 5 bytes before byte {self.pos}")
+
+    def length(self, flexible: bool, what: str, st: struct.Struct = _I32) -> int:
+        """An array/string/bytes length; -1 means null; any other negative length is an error."""
+        n = self.uvarint(what) - 1 if flexible else int(self.unpack(st, what)[0])
+        if n < -1:
+            raise FetchFrameError(f"{what} is {n} before byte {self.pos}")
+        return n
+
+    def skip_tags(self, what: str) -> None:
+        for _ in range(self.uvarint(f"{what} tagged-field count")):
+            self.uvarint(f"{what} tag")
+            size = self.uvarint(f"{what} tagged-field size")
+            self.need(size, f"{what} tagged field")
+            self.pos += size
+
+
+def parse_fetch_response(body: memoryview, version: int) -> RawFetchResponse:
+    """Parse a Fetch v4..12 response body (after the response header) without copying records.
+
+    Why not kafka-python's decoder: it copies the frame once more and every partition's records
+    into a new ``bytes``; here ``records`` are views into ``body``, so a batch's bytes are copied
+    exactly once after the socket (into the segment block).  The whole body must be consumed:
+    trailing bytes, a truncated field, a negative length or an over-long varint raise
+    :class:`FetchFrameError` naming the field and byte position.
+    """
+    if not FETCH_MIN_VERSION <= version <= FETCH_MAX_VERSION:
+        raise FetchFrameError(f"Fetch v{version} is outside v{FETCH_MIN_VERSION}..v{FETCH_MAX_VERSION}")
+    flexible = version >= _FLEXIBLE_FROM
+    c = _Cursor(body)
+    (throttle,) = c.unpack(_I32, "throttle_time_ms")
+    error_code = session_id = 0
+    if version >= 7:
+        error_code, session_id = c.unpack(_ERROR_SESSION, "error_code/session_id")
+    fixed = _PARTITION_V5 if version >= 5 else _PARTITION_V4
+    topics: list[RawTopicData] = []
+    for _ in range(c.length(flexible, "responses count")):
+        name_len = c.length(flexible, "topic name length", _I16)
+        if name_len < 0:
+            raise FetchFrameError(f"null topic name before byte {c.pos}")
+        c.need(name_len, "topic name")
+        try:
+            name = str(c.buf[c.pos : c.pos + name_len], "utf-8")
+        except UnicodeDecodeError as exc:
+            raise FetchFrameError(f"topic name at byte {c.pos} is not UTF-8") from exc
+        c.pos += name_len
+        partitions: list[RawPartitionData] = []
+        for _ in range(c.length(flexible, f"{name}: partitions count")):
+            values = c.unpack(fixed, f"{name}: partition fields")
+            index, code, high_watermark, last_stable = values[:4]
+            log_start = values[4] if version >= 5 else -1
+            n_aborted = c.length(flexible, f"{name}[{index}]: aborted_transactions count")
+            aborted: tuple[tuple[int, int], ...] | None = None
+            if n_aborted >= 0:
+                listed = []
+                for _ in range(n_aborted):
+                    listed.append(c.unpack(_ABORTED, f"{name}[{index}]: aborted transaction"))
+                    if flexible:
+                        c.skip_tags(f"{name}[{index}]: aborted transaction")
+                aborted = tuple(listed)
+            if version >= 11:
+                c.unpack(_I32, f"{name}[{index}]: preferred_read_replica")
+            size = c.length(flexible, f"{name}[{index}]: records length")
+            records = None
+            if size >= 0:
+                c.need(size, f"{name}[{index}]: records")
+                records = c.buf[c.pos : c.pos + size]
+                c.pos += size
+            if flexible:
+                c.skip_tags(f"{name}[{index}]: partition")
+            partitions.append(RawPartitionData(index, code, high_watermark, last_stable, log_start, aborted, records))
+        if flexible:
+            c.skip_tags(f"{name}: topic")
+        topics.append(RawTopicData(name, partitions))
+    if flexible:
+        c.skip_tags("response")
+    if c.pos != c.end:
+        raise FetchFrameError(f"{c.end - c.pos} bytes left over after the last field (at byte {c.pos})")
+    return RawFetchResponse(version, throttle, error_code, session_id, topics)
+
+
+@dataclass(frozen=True, slots=True)
+class _ResponseHeader:
+    correlation_id: int
+
+
+class _RawFetchDecoder:
+    """What kafka-python's parser calls ``response_type`` for our Fetch requests.
+
+    ``KafkaProtocol._process_response(read_buffer)`` calls ``parse_header`` then ``decode`` on the
+    class the request header names (our ``_RawFetchHeader`` names this); ``read_buffer`` is the
+    frame (a :class:`_Frame`, or kafka-python's ``KafkaBytes``) positioned after the frame length.
+    """
+
+    __slots__ = ("version",)
+
+    def __init__(self, version: int) -> None:
+        self.version = version
+
+    def __repr__(self) -> str:
+        return f"RawFetchResponse_v{self.version}"
+
+    def parse_header(self, read_buffer: Any) -> _ResponseHeader:
+        c = _Cursor(read_buffer.view() if isinstance(read_buffer, _Frame) else memoryview(read_buffer),
+                    read_buffer.tell())
+        try:
+            (correlation_id,) = c.unpack(_I32, "correlation_id")
+            if self.version >= _FLEXIBLE_FROM:
+                c.skip_tags("response header")
+        except FetchFrameError as exc:
+            raise _kerr.KafkaProtocolError(f"malformed Fetch v{self.version} response header: {exc}") from exc
+        finally:
+            c.buf.release()
+        read_buffer.seek(c.pos)
+        return _ResponseHeader(correlation_id)
+
+    def decode(self, read_buffer: Any) -> RawFetchResponse:
+        start = int(read_buffer.tell())
+        body = read_buffer.view()[start:] if isinstance(read_buffer, _Frame) else memoryview(read_buffer.read())
+        try:
+            return parse_fetch_response(body, self.version)
+        except FetchFrameError as exc:
+            return RawFetchResponse(self.version, malformed=str(exc))
+
+
+_RAW_FETCH_CLASSES: tuple[type, type] | None = None
+
+
+def _raw_fetch_classes() -> tuple[type, type]:
+    """FetchRequest/RequestHeader subclasses whose responses :func:`parse_fetch_response` parses.
+
+    Built lazily because they subclass kafka-python classes (checked by :func:`check_internals`
+    first).  ``init=False`` keeps kafka-python's metaclasses from registering them as a new API;
+    the request encodes exactly as ``FetchRequest`` (same schema), only its header differs, and
+    only in naming the response decoder.
+    """
+    global _RAW_FETCH_CLASSES
+    if _RAW_FETCH_CLASSES is None:
+        decoders = {v: _RawFetchDecoder(v) for v in range(FETCH_MIN_VERSION, FETCH_MAX_VERSION + 1)}
+
+        class _RawFetchHeader(RequestHeader, init=False):  # type: ignore[call-arg,misc]
+            __slots__ = ()
+
+            def get_response_class(self) -> Any:
+                return decoders.get(self.request_api_version)
+
+        class _RawFetchRequest(FetchRequest, init=False):  # type: ignore[call-arg,misc]
+            __slots__ = ()
+            header_class = _RawFetchHeader
+
+        _RAW_FETCH_CLASSES = (_RawFetchRequest, _RawFetchHeader)
+    return _RAW_FETCH_CLASSES
+
+
+class _Frame:
+    """One whole response frame, received in place, file-like as kafka-python's ``KafkaBytes``.
+
+    ``KafkaProtocol.receive_bytes`` takes it as is (see :func:`_receive_frames`): kafka-python's
+    own decoders ``read`` it; :class:`_RawFetchDecoder` takes :meth:`view` slices instead.
+    """
+
+    __slots__ = ("_pos", "buf", "size")
+
+    def __init__(self, buf: bytearray, size: int) -> None:
+        self.buf = buf
+        self.size = size
+        self._pos = 0
+
+    def __len__(self) -> int:
+        return self.size
+
+    def view(self) -> memoryview:
+        return memoryview(self.buf)[: self.size]
+
+    def read(self, nbytes: int | None = None) -> bytes:
+        start = self._pos
+        self._pos = self.size if nbytes is None else min(self.size, start + nbytes)
+        return bytes(self.buf[start : self._pos])
+
+    def seek(self, pos: int) -> None:
+        self._pos = pos
+
+    def tell(self) -> int:
+        return self._pos
+
+
+class _FramePool:
+    """Receive buffers for large frames, reused once nothing views them any more.
+
+    Why: a fresh buffer costs a page fault per 4 KiB as the socket fills it (on this class of VM
+    a fresh 16 MiB mapping took 19 ms to fill, a reused buffer 1.6 ms), and letting ``malloc``
+    recycle freed 16 MiB buffers from its heap fragments it, so peak RSS grew with the length of
+    the run.  A buffer is free when it has no exported views (the records of a fetch are views
+    of its frame, held until their segment is built): a ``bytearray`` with exports refuses to
+    resize (``BufferError``), which is what :meth:`_free` asks, without reallocating.  At most
+    ``keep`` buffers are kept (retained memory never exceeds what the run had in use at once);
+    when all are in use a frame gets a buffer of its own.
+    """
+
+    MIN_FRAME = 1 << 16  # smaller frames (metadata, errors, empty fetches) get a buffer of their own
+    GRANULE = 1 << 16
+    #: Enough for two segments of views (one filling, one uploading) of 4 MiB fetches, plus slack.
+    KEEP = 48
+
+    def __init__(self, keep: int = KEEP) -> None:
+        self._keep = keep
+        self._buffers: list[bytearray] = []
+
+    @staticmethod
+    def _free(buf: bytearray) -> bool:
+        try:
+            del buf[-1:]  # shrinking by one byte and growing back stays inside the allocation
+        except BufferError:
+            return False
+        buf.append(0)
+        return True
+
+    def take(self, size: int) -> bytearray:
+        if size < self.MIN_FRAME:
+            return bytearray(size)
+        best: bytearray | None = None  # the smallest free buffer that fits: big ones stay for big frames
+        for buf in self._buffers:
+            if size <= len(buf) and (best is None or len(buf) < len(best)) and self._free(buf):
+                best = buf
+        if best is not None:
+            return best
+        buf = bytearray(-(-size // self.GRANULE) * self.GRANULE)
+        if len(self._buffers) < self._keep:
+            self._buffers.append(buf)
+        else:  # keep the larger buffers: every size fits them
+            for i, old in enumerate(self._buffers):
+                if len(old) < len(buf) and self._free(old):
+                    self._buffers[i] = buf
+                    break
+        return buf
+
+
+#: Selectors (IO threads) of RawKafka instances -> their frame pools: these connections receive
+#: frames in place (see _read_frames).
+_FRAMED_SELECTORS: weakref.WeakKeyDictionary[Any, _FramePool] = weakref.WeakKeyDictionary()
+_SOCKET_WAIT = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
+
+
+async def _read_frames(transport: Any) -> None:
+    """The receive loop of a RawKafka connection: each response frame straight into its own buffer.
+
+    kafka-python's loop reads 4 KiB ``bytes`` at a time, joins them, slices them into the parser's
+    frame buffer and copies that again to decode; a 16 MiB Fetch response costs four copies and
+    4 000 Python-level reads on the IO thread (which holds the GIL while the main thread packs
+    segments).  Here the 4-byte length is read first, then ``recv_into`` fills a buffer (from the
+    selector's :class:`_FramePool`) in as few calls as the socket allows, and the whole frame
+    goes to ``KafkaConnection.data_received`` (which pairs it with its request as usual).  The
+    framing state lives on the transport, so it survives a pause/resume of reading; the buffer
+    stays exported (``_kb_hold``) while it fills, so no other connection can take it.
+    """
+    t = transport
+    if not hasattr(t, "_kb_head"):
+        t._kb_head, t._kb_hpos, t._kb_frame, t._kb_fpos, t._kb_hold = bytearray(4), 0, None, 0, None
+    while t._read and not t._closed:
+        await t._net.wait_read(t._sock)
+        while t._read and not t._closed:
+            frame = t._kb_frame
+            target = memoryview(t._kb_head)[t._kb_hpos:] if frame is None else \
+                memoryview(frame.buf)[t._kb_fpos : frame.size]
+            try:
+                n = t._sock.recv_into(target)
+            except _SOCKET_WAIT:
+                break
+            except Exception as exc:
+                log.debug("%s: receive failed: %s", t, exc)
+                t.abort(error=_kerr.KafkaConnectionError(exc))
+                return
+            finally:
+                target.release()
+            if not n:
+                t.abort(error=_kerr.KafkaConnectionError("socket disconnected"))
+                return
+            t.last_read = time.monotonic()
+            protocol = t._protocol
+            if protocol is not None and protocol._sensors:
+                protocol._sensors.bytes_received.record(n)
+            if frame is None:
+                t._kb_hpos += n
+                if t._kb_hpos < 4:
+                    continue
+                t._kb_hpos = 0
+                size = int.from_bytes(t._kb_head, "big", signed=True)
+                parser = getattr(protocol, "parser", None)
+                limit = parser._max_frame_size if parser is not None else DEFAULT_RECEIVE_MESSAGE_MAX_BYTES
+                if size < 0 or size > limit:
+                    t.abort(error=_kerr.InvalidReceiveError(f"Invalid frame length: {size}"))
+                    return
+                pool = _FRAMED_SELECTORS.get(t._net) or _FramePool(0)
+                frame = t._kb_frame = _Frame(pool.take(size), size)
+                t._kb_fpos = 0
+                t._kb_hold = memoryview(frame.buf)  # an export: the pool sees the buffer in use
+            else:
+                t._kb_fpos += n
+            if t._kb_fpos == len(frame):
+                t._kb_frame = None
+                try:
+                    protocol.data_received(frame)  # a fetch's records are views of the frame from here
+                except _kerr.KafkaProtocolError as exc:
+                    t.abort(error=exc)
+                    return
+                finally:
+                    t._kb_hold.release()
+                    t._kb_hold = None
+    return None
+
+
+def _receive_frames(original: Any) -> Any:
+    """``KafkaProtocol.receive_bytes`` that also takes a whole :class:`_Frame` (no re-framing)."""
+
+    def receive_bytes(self: Any, data: Any) -> Any:
+        if type(data) is _Frame:
+            if self._receiving or self._header.tell():
+                raise _kerr.KafkaProtocolError("a whole frame arrived in the middle of a framed read")
+            data.seek(0)
+            return [self._process_response(data)]
+        return original(self, data)
+
+    receive_bytes._kafka_backup_frames = True  # type: ignore[attr-defined]
+    return receive_bytes
 
 
 # --------------------------------------------------------------------------------------------
@@ -138,9 +561,11 @@ def check_internals() -> None:
 
     Why: :class:`RawKafka` uses private kafka-python classes that may change in any release, and
     a silent change (a renamed field decoding as its default, say) could produce a backup that
-    looks fine and is not.  The version must equal the pin; then every class, method, request
-    field and version range used here is checked, and a FetchRequest/FetchResponse is encoded and
-    decoded offline at v4 and v12 to prove the ``records`` bytes come back unchanged.  Raises
+    looks fine and is not.  The version must equal the pin; then every class, method, attribute,
+    request field and version range used here is checked, and offline at v4 and v12 our request
+    must encode exactly as kafka-python's and a response kafka-python encodes must come back
+    through ``KafkaProtocol`` and our decoder with every field, and the records as a view of the
+    frame.  Raises
     :class:`IncompatibleKafkaError` naming everything that differs.  The result is cached.
     """
     global _checked
@@ -174,26 +599,29 @@ def check_internals() -> None:
             f"kafka-python {installed} internals differ from what kafka_backup._kafka_raw expects: "
             + "; ".join(problems)
         )
-    _deliver_bytes_before_close()
+    _install_io_patches()
     _checked = True
 
 
-def _deliver_bytes_before_close() -> None:
-    """Fix a kafka-python 3.0.12 race that hides why a broker closed a connection.
+def _install_io_patches() -> None:
+    """Patch kafka-python 3.0.12's receive path (once, for the exact version pinned).
 
-    When a broker answers a SASL handshake with an error (a wrong password) and closes the socket,
-    both usually arrive in one read; ``KafkaTCPTransport._read_from_sock`` then sees the close and
-    aborts *without* handing the bytes already received to the protocol, so the client reports
-    "socket disconnected" instead of ``SaslAuthenticationFailedError`` and a wrong password looks
-    like an outage.  This version delivers the received bytes first, then aborts.  Installed once,
-    for the exact version pinned (the same guard as every other internal used here).
+    1. A race that hides why a broker closed a connection: when a broker answers a SASL handshake
+       with an error (a wrong password) and closes the socket, both usually arrive in one read;
+       ``KafkaTCPTransport._read_from_sock`` then sees the close and aborts *without* handing the
+       bytes already received to the protocol, so the client reports "socket disconnected"
+       instead of ``SaslAuthenticationFailedError`` and a wrong password looks like an outage.
+       This version delivers the received bytes first, then aborts.
+    2. Connections of a :class:`RawKafka` (their selector is in ``_FRAMED_SELECTORS``) receive
+       whole frames in place (:func:`_read_frames`); ``KafkaProtocol.receive_bytes`` accepts such
+       a frame without re-framing it.  Other clients in the process keep kafka-python's path.
     """
-    from kafka.net.transport import KafkaTCPTransport
-
     if getattr(KafkaTCPTransport._read_from_sock, "_kafka_backup_fixed", False):
         return
 
     async def _read_from_sock(self: Any) -> Any:
+        if self._net in _FRAMED_SELECTORS:
+            return await _read_frames(self)
         while self._read and not self._closed:
             await self._net.wait_read(self._sock)
             received, error = self._sock_recv()
@@ -214,6 +642,8 @@ def _deliver_bytes_before_close() -> None:
         return None
 
     _read_from_sock._kafka_backup_fixed = True  # type: ignore[attr-defined]
+    if not getattr(KafkaProtocol.receive_bytes, "_kafka_backup_frames", False):
+        KafkaProtocol.receive_bytes = _receive_frames(KafkaProtocol.receive_bytes)
     KafkaTCPTransport._read_from_sock = _read_from_sock
 
 
@@ -247,8 +677,29 @@ def _check_transport(problems: list[str]) -> None:
     for cls in (KafkaTCPTransport, KafkaSSLTransport):
         _need(problems, cls, "_sock_recv")
     _need(problems, KafkaTCPTransport, "abort", params=("error",))
-    if getattr(_kerr, "KafkaProtocolError", None) is None:
-        problems.append("kafka.errors.KafkaProtocolError is missing")
+    if "_read_from_sock" in vars(KafkaSSLTransport) or not issubclass(KafkaSSLTransport, KafkaTCPTransport):
+        problems.append("KafkaSSLTransport no longer inherits KafkaTCPTransport._read_from_sock")
+    probe = KafkaTCPTransport(None, None)
+    for attr in ("_net", "_sock", "_read", "_closed", "_protocol", "last_read"):
+        if not hasattr(probe, attr):
+            problems.append(f"KafkaTCPTransport instances lost attribute {attr!r}")
+    for name in ("KafkaProtocolError", "InvalidReceiveError", "KafkaConnectionError"):
+        if getattr(_kerr, name, None) is None:
+            problems.append(f"kafka.errors.{name} is missing")
+    # The in-place frame path (_read_frames, _receive_frames, _RawFetchDecoder).
+    _need(problems, KafkaConnection, "data_received", params=("data",))
+    _need(problems, KafkaProtocol, "receive_bytes", params=("data",))
+    _need(problems, KafkaProtocol, "_process_response", params=("read_buffer",))
+    _need(problems, KafkaProtocol, "send_request", params=("request",))
+    parser = KafkaProtocol(client_id="probe", receive_message_max_bytes=12345)
+    if getattr(parser, "_max_frame_size", None) != 12345:
+        problems.append("KafkaProtocol._max_frame_size no longer holds receive_message_max_bytes")
+    if getattr(parser, "_receiving", None) is not False or not callable(getattr(getattr(parser, "_header", None),
+                                                                                   "tell", None)):
+        problems.append("KafkaProtocol lost its framing state (_receiving, _header)")
+    _need(problems, RequestHeader, "get_response_class")
+    _need(problems, FetchRequest, "with_header", params=("correlation_id", "client_id"))
+    _need(problems, FetchRequest, "header_class")
 
 
 def _check_classes(problems: list[str]) -> None:
@@ -356,13 +807,24 @@ def _check_errors(problems: list[str]) -> None:
 
 
 def _check_roundtrip(problems: list[str]) -> None:
-    """Encode a request and round-trip a response at both ends of the version range, offline."""
+    """Offline, at both ends of the version range: our request encodes as kafka-python's
+    FetchRequest, and a response kafka-python encodes comes back through ``KafkaProtocol`` (as a
+    whole :class:`_Frame`, as :func:`_read_frames` delivers it) parsed by our decoder, with the
+    records as a view into the frame."""
     records = b"\x00\x01raw batch bytes\xff" * 3
     for version in (FETCH_MIN_VERSION, FETCH_MAX_VERSION):
         request = _fetch_request({("t", 0): (5, -1)}, [("t", 0)], max_wait_ms=1, max_bytes=1,
                                  partition_max_bytes=1)
-        if len(request.encode(version=version)) < 40:
-            problems.append(f"FetchRequest v{version} encodes too short")
+        plain = FetchRequest(**{name: getattr(request, name) for name in FetchRequest.fields})
+        plain.with_header(correlation_id=9, client_id="probe")
+        parser = KafkaProtocol(client_id="probe", receive_message_max_bytes=1 << 20)
+        request.API_VERSION = plain.API_VERSION = version
+        correlation_id = parser.send_request(request)
+        sent = parser.send_bytes()
+        plain.with_header(correlation_id=correlation_id, client_id="probe")
+        if sent != plain.encode(framed=True, header=True):
+            problems.append(f"FetchRequest v{version} encodes differently from kafka-python's")
+            continue
         rt = FetchResponse.FetchableTopicResponse
         rp = rt.PartitionData
         response = FetchResponse(
@@ -372,15 +834,22 @@ def _check_roundtrip(problems: list[str]) -> None:
                 log_start_offset=2, preferred_read_replica=-1, records=records,
                 aborted_transactions=[rp.AbortedTransaction(producer_id=7, first_offset=4)])])],
             version=version)
-        decoded = FetchResponse.decode(response.encode(), version=version)
-        part = decoded.responses[0].partitions[0]
-        got = (decoded.responses[0].topic, part.partition_index, part.high_watermark,
-               part.last_stable_offset, bytes(part.records) if part.records is not None else None,
-               [(a.producer_id, a.first_offset) for a in part.aborted_transactions or ()])
-        want = ("t", 3, 11, 10, records, [(7, 4)])
-        if got != want or not isinstance(part.records, bytes):
-            problems.append(f"FetchResponse v{version} round trip gave {got!r} "
-                            f"(records as {type(part.records).__name__})")
+        response.with_header(correlation_id=correlation_id)
+        body = response.encode(header=True)
+        frame = _Frame(bytearray(body) + b"padding", len(body))  # a pooled buffer may be longer
+        out = _receive_frames(KafkaProtocol.receive_bytes)(parser, frame)  # patched only after the checks
+        got: Any = None
+        if len(out) == 1 and out[0][0] == correlation_id and isinstance(out[0][1], RawFetchResponse):
+            decoded = out[0][1]
+            topic = decoded.responses[0] if decoded.responses else None
+            part = topic.partitions[0] if topic is not None and topic.partitions else None
+            got = None if topic is None or part is None else (
+                topic.topic, part.partition_index, part.high_watermark, part.last_stable_offset,
+                part.log_start_offset if version >= 5 else 2, bytes(part.records or b""), part.aborted_transactions,
+                isinstance(part.records, memoryview) and part.records.obj is frame.buf, decoded.malformed)
+        want = ("t", 3, 11, 10, 2, records, ((7, 4),), True, None)
+        if got != want:
+            problems.append(f"FetchResponse v{version} through KafkaProtocol gave {got!r}, expected {want!r}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -406,7 +875,8 @@ def _fetch_request(parts: Mapping[TopicPartitionKey, tuple[int, int]], order: li
         by_topic.setdefault(topic, []).append(fp(
             partition=partition, current_leader_epoch=epoch, fetch_offset=offset,
             last_fetched_epoch=-1, log_start_offset=-1, partition_max_bytes=partition_max_bytes))
-    return FetchRequest(
+    request_class = _raw_fetch_classes()[0]
+    return request_class(
         replica_id=-1, max_wait_ms=max_wait_ms, min_bytes=1, max_bytes=max_bytes,
         isolation_level=READ_COMMITTED, session_id=0, session_epoch=-1,
         topics=[ft(topic=t, partitions=ps) for t, ps in by_topic.items()],
@@ -458,6 +928,7 @@ class RawKafka:
             self._manager = self._client._manager
             self._net = self._manager._net
             self._cluster = self._manager.cluster
+            _FRAMED_SELECTORS[self._net] = _FramePool()  # before any connection exists (see _read_frames)
         except AttributeError as exc:
             self.close()
             raise IncompatibleKafkaError(f"kafka-python's KafkaNetClient changed shape: {exc}") from exc
@@ -655,20 +1126,24 @@ class RawKafka:
         """Per requested partition: a result, or the reason (str) to retry it; raises otherwise."""
         out: dict[TopicPartitionKey, _Outcome] = {}
         version = response.API_VERSION
+        if getattr(response, "malformed", None):
+            raise KafkaClientError(f"broker {node_id} sent a malformed Fetch v{version} response for "
+                                   f"{len(tps)} partition(s): {response.malformed}", topic=tps[0][0],
+                                   partition=tps[0][1] if len(tps) == 1 else None)
         top_error = getattr(response, "error_code", 0) or 0
         if top_error:  # v7+: the whole request failed (e.g. throttled or invalid request)
             for tp in tps:
                 out[tp] = _classify_partition_error(top_error, tp, wanted[tp], node_id, version)
             return out
         asked = set(tps)
-        for topic_data in response.responses:
+        for topic_data in response.responses or ():
             for part in topic_data.partitions:
                 tp = (topic_data.topic, part.partition_index)
                 if tp not in asked:
                     continue
                 code = part.error_code
                 if code == 0:
-                    out[tp] = self._partition_result(tp, wanted[tp], part, node_id)
+                    out[tp] = _partition_result(tp, wanted[tp], part, node_id)
                 elif code == _OFFSET_OUT_OF_RANGE:
                     out[tp] = FetchedPartition(
                         topic=tp[0], partition=tp[1], fetch_offset=wanted[tp], records=b"",
@@ -680,36 +1155,6 @@ class RawKafka:
         for tp in tps:
             out.setdefault(tp, f"broker {node_id} left the partition out of its fetch response")
         return out
-
-    def _partition_result(self, tp: TopicPartitionKey, offset: int, part: Any,
-                          node_id: int) -> FetchedPartition:
-        """Keep whole batches only, from the one holding ``offset`` (or the next one) onwards.
-
-        The broker cuts a response at the byte limits, so the last batch may be partial; it never
-        sends a partial *first* batch (v3+ replaces that with nothing), so some progress is made
-        whenever records come back.
-        """
-        raw = part.records or b""
-        view = memoryview(raw)
-        end = complete_length(view)
-        start = end
-        try:
-            for header in scan(view[:end], check_crc=False):
-                if header.next_offset > offset:
-                    start = header.position
-                    break
-        except BatchFormatError as exc:
-            raise KafkaClientError(f"broker {node_id} sent malformed record batches at offset "
-                                   f"{offset}: {exc}", topic=tp[0], partition=tp[1]) from exc
-        whole = start == 0 and end == len(raw) and isinstance(raw, bytes)
-        records = raw if whole else bytes(view[start:end])  # the common case needs no copy
-        aborted = tuple((int(a.producer_id), int(a.first_offset))
-                        for a in (part.aborted_transactions or ()))
-        return FetchedPartition(
-            topic=tp[0], partition=tp[1], fetch_offset=offset, records=records,
-            aborted_transactions=aborted, high_watermark=int(part.high_watermark),
-            last_stable_offset=int(part.last_stable_offset),
-            log_start_offset=int(part.log_start_offset), out_of_range=False)
 
     async def _ensure_leaders(self, missing: list[TopicPartitionKey], reasons: dict[TopicPartitionKey, str],
                               deadline: float) -> None:
@@ -771,6 +1216,33 @@ class RawKafka:
             except Exception as exc:
                 if not (isinstance(exc, _kerr.KafkaError) and exc.retriable):
                     raise _translate(exc, "metadata refresh failed") from exc
+
+
+def _partition_result(tp: TopicPartitionKey, offset: int, part: RawPartitionData,
+                      node_id: int) -> FetchedPartition:
+    """Keep whole batches only, from the one holding ``offset`` (or the next one) onwards.
+
+    The broker cuts a response at the byte limits, so the last batch may be partial; it never
+    sends a partial *first* batch (v3+ replaces that with nothing), so some progress is made
+    whenever records come back.  The result is a view of the frame: trimming copies nothing.
+    """
+    view = part.records if part.records is not None else memoryview(b"")
+    end = complete_length(view)
+    start = end
+    try:
+        for header in scan(view[:end], check_crc=False):
+            if header.next_offset > offset:
+                start = header.position
+                break
+    except BatchFormatError as exc:
+        raise KafkaClientError(f"broker {node_id} sent malformed record batches at offset "
+                               f"{offset}: {exc}", topic=tp[0], partition=tp[1]) from exc
+    records: bytes | memoryview = view[start:end].toreadonly() if end > start else b""
+    return FetchedPartition(
+        topic=tp[0], partition=tp[1], fetch_offset=offset, records=records,
+        aborted_transactions=tuple(part.aborted_transactions or ()), high_watermark=int(part.high_watermark),
+        last_stable_offset=int(part.last_stable_offset),
+        log_start_offset=int(part.log_start_offset), out_of_range=False)
 
 
 def _classify_partition_error(code: int, tp: TopicPartitionKey, offset: int, node_id: int,
