@@ -64,7 +64,7 @@ from .errors import (
     StorageError,
     exit_code_for,
 )
-from .segment import SegmentData, SegmentWriter
+from .segment import SealedSegment, SegmentData, SegmentWriter
 from .storage import MULTIPART_CHUNK, Store, open_store
 
 log = logging.getLogger("kafka_backup.backup")
@@ -74,6 +74,8 @@ PartitionStatus = Literal["complete", "partial", "deferred", "error"]
 _EMPTY_FETCHES_BEFORE_GIVING_UP = 3
 _MAX_PREFETCHED_PARTITIONS = 8
 _STORE_CONCURRENCY = 16
+#: Blocks (1 MiB of batches each) that may wait for the zstd threads at once.
+_COMPRESSION_BACKLOG = 8
 #: Planning reads (hint, probe, anchor) are small GETs: latency-bound on a real store.
 _PLAN_CONCURRENCY = 32
 #: Partitions named in one FetchRequest (the response stays bounded by fetch_max_bytes).
@@ -353,7 +355,7 @@ def _snake(name: str) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
 
 
-def _still_open(aborted: tuple[tuple[int, int], ...], records: bytes,
+def _still_open(aborted: tuple[tuple[int, int], ...], records: bytes | memoryview,
                 done: list[BatchHeader]) -> tuple[tuple[int, int], ...]:
     """The aborted transactions of a fetch that still matter after the batches in ``done``.
 
@@ -459,7 +461,7 @@ class _Job:
 
 @dataclass(frozen=True, slots=True)
 class _Chunk:
-    records: bytes
+    records: bytes | memoryview  # a view of the fetch response (see FetchedPartition.records)
     headers: list[BatchHeader]
     aborted: tuple[tuple[int, int], ...]
 
@@ -489,6 +491,9 @@ class BackupRun:
         # Every storage call (retries included) ends before the run's deadline.
         self.store = (store or open_store(settings.storage)).bounded(self.budget.deadline)
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="kb-zstd")
+        # Blocks queued for compression (each holds views of fetched buffers): enough to keep both
+        # zstd threads busy, few enough that packing cannot run a segment ahead of them.
+        self._backlog = threading.BoundedSemaphore(_COMPRESSION_BACKLOG)
         # Fetches run one ahead of packing: the broker round trip overlaps CRC checks, compression
         # and uploads (kafka-python's IO thread does the socket work either way).
         self._fetcher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kb-fetch")
@@ -768,7 +773,7 @@ class BackupRun:
                 job.deferred = job.done = True
                 return
         writer = SegmentWriter(job.topic, job.partition, job.pos, zstd_level=self.cfg.zstd_level,
-                               executor=self._pool, run_id=self.run_id)
+                               executor=self._pool, run_id=self.run_id, backlog=self._backlog)
         pos, empty = job.pos, 0
         while pos < job.target and writer.raw_bytes < self.cfg.segment_max_bytes:
             if writer.batches and self.budget.exhausted():
@@ -896,22 +901,28 @@ class BackupRun:
         return take
 
     def _submit(self, job: _Job, writer: SegmentWriter, end: int) -> None:
-        """Finish the segment here, then upload and commit it in the background (bounded)."""
+        """Seal the segment here; build (wait for compression, hash), upload and commit it in the
+        background (bounded), so the main thread goes on fetching and packing meanwhile.
+
+        The in-flight bound counts the segment's batch bytes: its stored size is not known until
+        compression ends, and its batches (views of the fetched buffers) are what it holds first.
+        """
         if end <= job.pos:
             return
-        data = writer.finish(end_offset=end)
-        self._inflight.acquire(data.size)
+        sealed = writer.seal(end_offset=end)
+        reserved = sealed.raw_bytes
+        self._inflight.acquire(reserved)
         try:
-            job.commit = self._committer.submit(self._commit_segment, job, data, end)
+            job.commit = self._committer.submit(self._commit_segment, job, sealed, end, reserved)
         except BaseException:
-            self._inflight.release(data.size)
+            self._inflight.release(reserved)
             raise
 
-    def _commit_segment(self, job: _Job, data: SegmentData, end: int) -> None:
+    def _commit_segment(self, job: _Job, sealed: SealedSegment, end: int, reserved: int) -> None:
         try:
-            self._upload_and_commit(job, data, end)
+            self._upload_and_commit(job, sealed.build(), end)
         finally:
-            self._inflight.release(data.size)
+            self._inflight.release(reserved)
 
     def _upload_and_commit(self, job: _Job, data: SegmentData, end: int) -> None:
         key = job.chain.segment_key(job.pos, end, self.run_id)
@@ -921,6 +932,7 @@ class BackupRun:
             self.store.put(key, data.payload[: data.size // 2])
             _failpoints.hit("during-upload")
         size = data.size
+        # Parts may be views of fetched buffers: obstore takes any buffer.
         self.store.put(key, iter(data.parts) if size > MULTIPART_CHUNK else data.payload)
         _failpoints.hit("after-upload")
         f = data.footer

@@ -225,10 +225,12 @@ class SegmentWriter:
         run = -1  # start in mv of the batches taken for the pending block but not yet in its pieces
         end = -1
         for h in headers if headers is not None else scan(mv):
+            p = self._pending
             if h.next_offset <= self.next_offset and self.batches:
+                if run >= 0:  # keep what was taken before the bad batch consistent with the counts
+                    p.pieces.append(mv[run:end])
                 raise ValueError(f"batch at offset {h.base_offset} is not after {self.next_offset}")
             codec = CODEC_ZSTD if h.compression == 0 else CODEC_NONE
-            p = self._pending
             if p.batches and (p.codec != codec or p.size >= self._block_raw_bytes):
                 if run >= 0:
                     p.pieces.append(mv[run:end])

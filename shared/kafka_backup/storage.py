@@ -216,7 +216,7 @@ class Store:
         return path
 
     # -- writes --------------------------------------------------------------------------------
-    def put(self, key: str, data: bytes | memoryview | Iterable[bytes | bytearray]) -> PutResult:
+    def put(self, key: str, data: bytes | memoryview | Iterable[bytes | bytearray | memoryview]) -> PutResult:
         """Write (or overwrite) an object; large payloads and iterables go multipart (not on
         WebDAV, which has no multipart upload)."""
         multipart = False if self.create_via_copy else None
