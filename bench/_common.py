@@ -355,6 +355,39 @@ def run_phase(spec: dict[str, Any], *, pyspy: Path | None = None, cprofile: Path
     return result
 
 
+# A tiny interpreter (``python -S``) forks and execs the measured program and reports its rusage.
+# Why not ``subprocess`` + ``os.wait4`` from this process: Linux carries ``ru_maxrss`` over exec
+# (a child's figure is at least its parent's peak), and this process is far bigger than kcat.  The
+# launcher's own few MiB are the floor of the figure instead.
+_LAUNCHER = """
+import json, os, sys, time
+out = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+t0 = time.perf_counter()
+pid = os.fork()
+if pid == 0:
+    os.dup2(out, 1)
+    try:
+        os.execvp(sys.argv[2], sys.argv[2:])
+    finally:
+        os._exit(127)
+_, status, ru = os.wait4(pid, 0)
+print(json.dumps({"seconds": time.perf_counter() - t0, "exit_code": os.waitstatus_to_exitcode(status),
+                  "peak_rss": ru.ru_maxrss * 1024, "cpu_seconds": ru.ru_utime + ru.ru_stime}))
+"""
+
+
+def run_process(argv: Sequence[str], *, stdout_to: str = os.devnull) -> dict[str, Any]:
+    """Run ``argv`` as a whole process: wall time (fork to exit, start-up included), peak RSS and
+    CPU seconds from its own rusage; its stdout goes to ``stdout_to`` (``/dev/null`` by default)."""
+    proc = subprocess.run([sys.executable, "-S", "-c", _LAUNCHER, stdout_to, *argv], cwd=ROOT,
+                          capture_output=True, text=True, check=False)
+    if proc.returncode != 0 or not proc.stdout.strip():
+        raise SystemExit(f"launching {argv[0]} failed (exit {proc.returncode}): {proc.stderr[-2000:]}")
+    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    result["stderr"] = proc.stderr[-2000:]
+    return result
+
+
 def parse_sets(items: Sequence[str]) -> dict[str, Any]:
     """``KEY=VALUE`` backup-config overrides; values are parsed as JSON when they can be (1048576, true)."""
     out: dict[str, Any] = {}

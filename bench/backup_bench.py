@@ -3,8 +3,8 @@
 Usage::
 
     python -m bench.backup_bench [--gib 1.0] [--quick] [--topics plain,lz4]
-                                 [--phases baseline,file,s3,flat,stored] [--set KEY=VALUE ...]
-                                 [--repeat N] [--profile DIR]
+                                 [--phases baseline,kcat,file,cli,s3,flat,stored]
+                                 [--set KEY=VALUE ...] [--repeat N] [--profile DIR]
 
 Two topics of 3 partitions (retention.ms=-1) hold ``--gib`` GiB of 1 KiB JSON events each, one
 written without producer compression (``bench-plain-<size>``) and one with lz4
@@ -13,7 +13,11 @@ each phase runs in its own child process (so peak RSS is per phase):
 
 * baseline  a bare kafka-python ``KafkaConsumer`` (read_committed, all 3 partitions assigned,
             from the beginning to the end offsets; 16 MiB fetches, 8 MiB per partition)
+* kcat      ``kcat -C -o beginning -e -q -f '%s'`` (librdkafka) writing the values to /dev/null, as
+            a whole process (skipped, and said so, when kcat is not on PATH: nothing is installed)
 * file      ``run_backup`` into a fresh local folder (``file://``)
+* cli       the ``kafka-backup backup`` command into a fresh folder, as a whole process (start-up,
+            imports and the run summary included): what the kcat targets compare
 * s3        ``run_backup`` into LocalStack S3 (a fresh prefix, removed afterwards)
 * flat      ``run_backup`` (file) of a quarter of the records (``max_records``), to compare peak
             RSS with the full run: memory must not grow with the partition
@@ -28,6 +32,7 @@ topic is measured on the same yardstick; "log MB/s" is the record-batch bytes th
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import sys
 import time
@@ -38,10 +43,13 @@ from typing import Any
 from bench import _common as c
 
 TARGET_RATIO = {"plain": 1.5, "lz4": 5.0}
+#: Whole-process throughput of ``kafka-backup backup`` vs kcat reading the values (issue #12).
+TARGET_KCAT = {"plain": 0.6, "lz4": 1.0}
 TARGET_RSS = 256 * c.MiB
 TARGET_STORED = 1.05
 FLAT_SLACK = 16 * c.MiB  # full-run peak RSS may exceed the quarter run's by max(this, 10 %)
-ALL_PHASES = ("baseline", "file", "s3", "flat", "stored")
+ALL_PHASES = ("baseline", "kcat", "file", "cli", "s3", "flat", "stored")
+KCAT = "kcat"
 
 
 def _aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -65,6 +73,14 @@ def measure_topic(kind: str, topic: str, total: int, phases: list[str], bootstra
     if "baseline" in phases:
         c.log(f"{topic}: baseline consumer")
         out["baseline"] = _aggregate([c.run_phase({**base_spec, "phase": "consume"}) for _ in range(repeat)])
+    if "kcat" in phases:
+        kcat = shutil.which(KCAT)
+        if kcat is None:
+            c.log(f"{topic}: kcat is not on PATH; skipping the kcat comparison")
+            out["kcat_missing"] = True
+        else:
+            c.log(f"{topic}: kcat -C (values to /dev/null)")
+            out["kcat"] = _aggregate([_kcat(kcat, bootstrap, topic, total) for _ in range(repeat)])
     if "file" in phases or "stored" in phases:
         folder = c.fresh_dir(f"run-{topic}-file")
         c.log(f"{topic}: backup -> {folder}")
@@ -83,6 +99,9 @@ def measure_topic(kind: str, topic: str, total: int, phases: list[str], bootstra
         keep = c.WORK / f"backup-{topic}"
         shutil.rmtree(keep, ignore_errors=True)
         folder.rename(keep)
+    if "cli" in phases:
+        c.log(f"{topic}: kafka-backup backup (whole process) -> file://")
+        out["cli"] = _aggregate([_cli_backup(bootstrap, topic, total, overrides) for _ in range(repeat)])
     if "s3" in phases and endpoint is not None:
         runs = []
         for _ in range(repeat):
@@ -108,17 +127,48 @@ def measure_topic(kind: str, topic: str, total: int, phases: list[str], bootstra
     return out
 
 
+def _kcat(kcat: str, bootstrap: str, topic: str, total: int) -> dict[str, Any]:
+    r = c.run_process([kcat, "-b", bootstrap, "-C", "-t", topic, "-o", "beginning", "-e", "-q", "-f", "%s"])
+    if r["exit_code"] != 0:
+        raise SystemExit(f"kcat failed (exit {r['exit_code']}): {r['stderr']}")
+    return {**r, "records": total, "rss_start": 0}
+
+
+def _cli_backup(bootstrap: str, topic: str, total: int, overrides: dict[str, Any]) -> dict[str, Any]:
+    """``kafka-backup backup`` as a user runs it; its ``--json`` summary proves every record was read."""
+    folder = c.fresh_dir(f"run-{topic}-cli")
+    summary = c.WORK / f"run-{topic}-cli.json"
+    argv = [str(Path(sys.executable).with_name("kafka-backup")), "backup", "-b", bootstrap, "-t", topic,
+            "-s", c.file_url(folder), "--no-progress", "--json"]
+    if overrides:
+        config = c.WORK / f"run-{topic}-cli.yaml"
+        config.write_text(json.dumps({"backup": overrides}))  # YAML is a superset of JSON
+        argv[2:2] = ["-c", str(config)]
+    try:
+        r = c.run_process(argv, stdout_to=str(summary))
+        doc = json.loads(summary.read_text()) if r["exit_code"] == 0 else {}
+        if not doc.get("ok") or doc.get("records") != total:
+            raise SystemExit(f"kafka-backup backup failed (exit {r['exit_code']}, records {doc.get('records')}, "
+                             f"expected {total}): {r['stderr']}")
+        return {**r, "records": doc["records"], "raw_bytes": doc["raw_bytes"], "stored_bytes": doc["stored_bytes"],
+                "run_seconds": doc["duration_seconds"], "rss_start": 0}
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def _mbs(records: int, seconds: float) -> float:
     return records * c.RECORD_BYTES / 1e6 / seconds
 
 
 def report(results: list[dict[str, Any]], gib: float) -> tuple[str, bool]:
     rows = []
+    notes: list[str] = []
     checks: list[tuple[str, str, bool]] = []
     for res in results:
         kind, base = res["kind"], res.get("baseline")
         base_rate = base["records"] / base["seconds"] if base else None
-        for name, label in (("baseline", "bare KafkaConsumer"), ("file", "backup -> file://"),
+        for name, label in (("baseline", "bare KafkaConsumer"), ("kcat", "kcat -C (whole process)"),
+                            ("file", "backup -> file://"), ("cli", "kafka-backup backup (whole process)"),
                             ("s3", "backup -> LocalStack S3"), ("quarter", "backup -> file:// (1/4)")):
             r = res.get(name)
             if r is None:
@@ -131,14 +181,26 @@ def report(results: list[dict[str, Any]], gib: float) -> tuple[str, bool]:
             rows.append([res["topic"], label, r["records"], f"{r['seconds']:.2f}", runs, f"{r['cpu_seconds']:.1f}",
                          f"{rate:,.0f}",
                          f"{_mbs(r['records'], r['seconds']):.1f}", log_mbs, ratio,
-                         f"{r['rss_start'] / c.MiB:.0f}", f"{r['peak_rss'] / c.MiB:.0f}", stored])
+                         f"{r['rss_start'] / c.MiB:.0f}" if r.get("rss_start") else "-",
+                         f"{r['peak_rss'] / c.MiB:.0f}", stored])
         for name in ("file", "s3"):
             r = res.get(name)
             if r is not None and base_rate:
                 ratio = r["records"] / r["seconds"] / base_rate
                 checks.append((f"{kind}: backup->{name} throughput vs bare consumer",
                                f"{ratio:.2f}x (target >= {TARGET_RATIO[kind]}x)", ratio >= TARGET_RATIO[kind]))
-        for name in ("file", "s3", "quarter"):
+        kcat, cli = res.get("kcat"), res.get("cli")
+        if res.get("kcat_missing"):
+            notes.append(f"{kind}: kcat is not on PATH (Debian: apt-get install kcat); kcat targets not checked")
+        if kcat is not None and cli is not None:
+            ratio = kcat["seconds"] / cli["seconds"]  # same records: throughput ratio
+            checks.append((f"{kind}: kafka-backup backup vs kcat (whole processes)",
+                           f"{ratio:.2f}x (target >= {TARGET_KCAT[kind]}x)", ratio >= TARGET_KCAT[kind]))
+        if cli is not None and base_rate:
+            ratio = cli["records"] / cli["seconds"] / base_rate
+            checks.append((f"{kind}: kafka-backup backup (whole process) vs bare consumer (timed section)",
+                           f"{ratio:.2f}x (target >= {TARGET_RATIO[kind]}x)", ratio >= TARGET_RATIO[kind]))
+        for name in ("file", "cli", "s3", "quarter"):
             r = res.get(name)
             if r is not None:
                 checks.append((f"{kind}: peak RSS, backup->{name}",
@@ -152,7 +214,9 @@ def report(results: list[dict[str, Any]], gib: float) -> tuple[str, bool]:
     out = [f"kafka-backup backup benchmark: {gib:g} GiB of 1 KiB JSON records per topic, 3 partitions", "",
            c.table(["topic", "phase", "records", "seconds", "all runs s", "CPU s", "records/s", "MB/s", "log MB/s",
                     "ratio", "RSS start MiB", "peak RSS MiB", "stored MiB"], rows),
-           "(seconds, records/s, MB/s, ratio: the median run; peak RSS: the highest of all runs)", ""]
+           "(seconds, records/s, MB/s, ratio: the median run; peak RSS: the highest of all runs; ratio: vs the",
+           " bare consumer; \"whole process\" rows are fork-to-exit wall time with interpreter start-up, imports and",
+           " connecting included, the other rows the timed section only, see bench/README.md)", *notes, ""]
     size_rows = []
     for res in results:
         s = res.get("stored")

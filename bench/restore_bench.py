@@ -28,9 +28,7 @@ Targets: restore >= 2x the bare producer and >= 0.5x kcat -P; peak RSS <= 256 Mi
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
-import subprocess
 import sys
 import time
 import uuid
@@ -82,21 +80,14 @@ def values_file(folder: Path, topic: str, total: int) -> Path:
 
 def kcat_produce(bootstrap: str, target: str, values: Path, total: int) -> dict[str, Any]:
     """``kcat -P`` of every value into ``target`` (keyless, librdkafka's partitioner), acks=all and
-    idempotence like restore; wall time, CPU and peak RSS of that one process (``os.wait4``)."""
+    idempotence like restore; wall time, CPU and peak RSS of that one process (``c.run_process``)."""
     kcat = shutil.which("kcat")
     assert kcat is not None
-    argv = [kcat, "-P", "-b", bootstrap, "-t", target, "-X", "acks=all", "-X", "enable.idempotence=true",
-            "-X", "linger.ms=10", "-X", "batch.size=1048576", "-q", "-l", str(values)]
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    seconds = time.perf_counter() - t0
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
-    if proc.returncode != 0:
-        raise SystemExit(f"kcat -P failed ({proc.returncode}): {err[-2000:]}")
-    return {"records": total, "seconds": seconds, "cpu_seconds": usage.ru_utime + usage.ru_stime,
-            "peak_rss": usage.ru_maxrss * 1024}
+    r = c.run_process([kcat, "-P", "-b", bootstrap, "-t", target, "-X", "acks=all", "-X", "enable.idempotence=true",
+                       "-X", "linger.ms=10", "-X", "batch.size=1048576", "-q", "-l", str(values)])
+    if r["exit_code"] != 0:
+        raise SystemExit(f"kcat -P failed ({r['exit_code']}): {r['stderr']}")
+    return {"records": total, "seconds": r["seconds"], "cpu_seconds": r["cpu_seconds"], "peak_rss": r["peak_rss"]}
 
 
 def _max_markers(total: int) -> int:
