@@ -1080,7 +1080,7 @@ class RawKafka:
                      len(wanted), self._servers, attempt, time.monotonic() - started, error)
         return {tp: results[tp] for tp in wanted}
 
-    def _send(self, request: Any, node_id: int, max_wait_ms: int, deadline: float) -> Any:
+    def _send(self, request: Any, node_id: int | None, max_wait_ms: int, deadline: float) -> Any:
         """Send on the IO thread; returns a kafka Future (a failed one for synchronous errors)."""
         remaining_ms = int((deadline - time.monotonic()) * 1000)
         # A fetch legitimately takes up to max_wait_ms; beyond that, wait no longer than the normal

@@ -43,7 +43,7 @@ from ._kafka_errors import describe, translate_kafka_error
 from ._kafka_raw import RawKafka
 from .errors import KafkaBackupError, KafkaClientError, RestoreError
 
-__all__ = ["RetriableProduceError", "TransactionalProducer", "encode_batch", "next_sequence", "stamp"]
+__all__ = ["Outgoing", "RetriableProduceError", "TransactionalProducer", "encode_batch", "next_sequence", "stamp"]
 
 log = logging.getLogger(__name__)
 
@@ -230,20 +230,13 @@ class TransactionalProducer:
         """Send one request and wait for its response on the IO thread; retriable failures raise
         :class:`RetriableProduceError`, anything else our translated error."""
         deadline = time.monotonic() + self._request_timeout_s + 1.0
-        timeout_ms = int(self._request_timeout_s * 1000)
-        raw, manager = self._raw, self._manager
+        raw = self._raw
 
         async def call() -> Any:
-            try:
-                future = manager.send(request, node_id=node_id, request_timeout_ms=timeout_ms)
-            except Exception as exc:  # e.g. an unknown broker id: fail like a future would
-                from kafka.future import Future
-
-                future = Future().failure(exc)
-            return await raw._until(future, deadline)
+            return await raw._until(raw._send(request, node_id, 0, deadline), deadline)
 
         try:
-            return manager.run(call)
+            return self._manager.run(call)
         except Exception as exc:
             raise self._failed(exc, what) from exc
 
@@ -388,17 +381,6 @@ class TransactionalProducer:
                                             topic=topic, partition=partition)
         return leader[0]
 
-    def send(self, topic: str, partition: int, batch: bytes | bytearray | memoryview, records: int, *,
-             expected_base: int | None = None) -> None:
-        """Send one stored batch of ``records`` records in the open transaction, re-stamped (see
-        :func:`stamp`); see :meth:`send_many`."""
-        self.send_many([Outgoing(topic, partition, records, expected_base, batch=batch)])
-
-    def send_records(self, topic: str, partition: int, records: Sequence[RecordTuple], *, codec: int,
-                     expected_base: int | None = None) -> None:
-        """Like :meth:`send` for records that need a new batch (:func:`encode_batch`)."""
-        self.send_many([Outgoing(topic, partition, len(records), expected_base, rebuilt=records, codec=codec)])
-
     def send_many(self, parts: Sequence[Outgoing]) -> None:
         """Send one batch for each of several partitions (at most one per partition: the broker
         takes one batch per partition per request) in the open transaction, one ProduceRequest per
@@ -435,7 +417,7 @@ class TransactionalProducer:
             by_leader.setdefault(self._leader(p.topic, p.partition), []).append((p, data))
         topic_cls = ProduceRequest.TopicProduceData
         timeout_ms = int(self._request_timeout_s * 1000)
-        manager = self._manager
+        timeout_s, raw, manager = self._request_timeout_s, self._raw, self._manager
         for node_id, items in by_leader.items():
             while len(self._in_flight) >= MAX_IN_FLIGHT:
                 self._complete_oldest()
@@ -453,12 +435,7 @@ class TransactionalProducer:
 
             def submit(request: Any = request, node_id: int = node_id, entry: _InFlight = entry) -> None:
                 # On the IO thread, so the callback cannot race the response.
-                try:
-                    future = manager.send(request, node_id=node_id, request_timeout_ms=timeout_ms)
-                except Exception as exc:
-                    from kafka.future import Future
-
-                    future = Future().failure(exc)
+                future = raw._send(request, node_id, 0, time.monotonic() + timeout_s)
                 entry.future = future
                 future.add_both(lambda _: entry.done.set())
 
@@ -476,7 +453,7 @@ class TransactionalProducer:
         future = entry.future
         if future.failed():
             self._abandon_in_flight()
-            if self._is_leader_error(future.exception):
+            if getattr(future.exception, "retriable", False):  # e.g. the leader moved: ask again
                 for p, _ in entry.parts:
                     self._raw._leaders.pop((p.topic, p.partition), None)
             records = sum(p.records for p, _ in entry.parts)
@@ -489,12 +466,6 @@ class TransactionalProducer:
         except KafkaBackupError:
             self._abandon_in_flight()
             raise
-
-    @staticmethod
-    def _is_leader_error(exc: BaseException) -> bool:
-        import kafka.errors as kerr
-
-        return isinstance(exc, kerr.KafkaError) and exc.retriable
 
     def _check_answer(self, part: Any, sent: Outgoing, size: int) -> None:
         import kafka.errors as kerr

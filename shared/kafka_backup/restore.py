@@ -293,7 +293,6 @@ class RestoreRun:
         self.opts = opts
         self.store = store or open_store(settings.storage)
         self.progress = progress
-        self._budget = _SegmentBudget(SEGMENT_MEMORY_BUDGET)
 
     # reading ---------------------------------------------------------------------------------
     def _segments(self, partition: int, start: int | None, rng: _Range, *,
@@ -318,15 +317,13 @@ class RestoreRun:
                     and rec.max_timestamp < self.opts.from_time:
                 continue
             key = f"{chain.base}/{rec.segment}"
-            if budget is None:
-                yield SegmentReader.from_bytes(self.store.get_buffer(key), key=key, expected_sha256=rec.sha256)
-                continue
-            while not budget.take(rec.size, partition):
+            while budget is not None and not budget.take(rec.size, partition):
                 yield None
             try:
                 yield SegmentReader.from_bytes(self.store.get_buffer(key), key=key, expected_sha256=rec.sha256)
             finally:
-                budget.release(rec.size)
+                if budget is not None:
+                    budget.release(rec.size)
 
     def _records(self, partition: int, start: int | None, rng: _Range) -> Iterator[Record]:
         """Committed records of one partition in offset order, from ``start`` on."""
@@ -519,7 +516,7 @@ class RestoreRun:
                    producer: TransactionalProducer | None, wanted: dict[int, set[int]],
                    translations: dict[int, dict[int, int]]) -> None:
         """One attempt over the partitions in ``todo`` (finished ones land in ``translations``)."""
-        self._budget = _SegmentBudget(SEGMENT_MEMORY_BUDGET)  # a failed attempt's readers release into theirs
+        budget = _SegmentBudget(SEGMENT_MEMORY_BUDGET)  # per attempt: a failed one's readers release into theirs
         queue = list(todo)
         lanes: list[_Lane] = []
         closing: list[_Lane] = []  # exhausted: checkpointed as done at the next commit
@@ -529,7 +526,7 @@ class RestoreRun:
                 while queue and len(lanes) < self.opts.parallel_partitions:
                     pr = queue.pop(0)
                     lane = _Lane(self, pr, rid, ends.get(pr.target_partition, 0),
-                                 wanted.get(pr.source_partition, set()))
+                                 wanted.get(pr.source_partition, set()), budget)
                     if lane.finished:
                         translations[pr.source_partition] = lane.translations
                     else:
@@ -620,7 +617,8 @@ class _Lane:
     """One source partition being restored: its checkpoint, what an interrupted run already
     committed past it, the group offsets to translate, and its share of the open transaction."""
 
-    def __init__(self, run: RestoreRun, pr: PartitionRestore, rid: str, target_end: int, wanted: set[int]) -> None:
+    def __init__(self, run: RestoreRun, pr: PartitionRestore, rid: str, target_end: int, wanted: set[int],
+                 budget: _SegmentBudget) -> None:
         self.run = run
         self.pr = pr
         self.finished = self.exhausted = False
@@ -660,7 +658,7 @@ class _Lane:
         pr.resumed_skip += len(self.already)
         rng = _Range(opts)
         rng.started = rng.started or resume_at is not None  # resumed inside the range
-        self.units = run._units(src, resume_at, rng, run._budget)
+        self.units = run._units(src, resume_at, rng, budget)
         self.pending_wanted = sorted(o for o in wanted if o not in self.translations)
         self.txn = _Txn(first_source=None, first_target=target_end)
         self.skipped = 0

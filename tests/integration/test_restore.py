@@ -730,3 +730,52 @@ def test_null_header_values_and_null_key_and_value_round_trip(bootstrap_servers:
     mid = _restore(bootstrap_servers, url, source, to_topic=f"{source}-mid", from_offset=1, to_offset=7)
     assert mid.records == 6
     assert _content(consume_all(bootstrap_servers, f"{source}-mid", 0)) == _content(src[1:7])
+
+
+# ------------------------------------------------------------------- 9. corruption and concurrency
+@pytest.mark.parametrize("damage", ["flipped byte", "truncated"])
+def test_a_damaged_segment_stops_the_restore_before_it_lands(bootstrap_servers: str, make_topic: Any,
+                                                            tmp_path: Path, damage: str) -> None:
+    """Restore skips per-batch CRCs because the object's SHA-256 is checked first: a damaged
+    segment must still be refused by name, and nothing of it may become visible."""
+    source = make_topic(1)
+    with KafkaProducer(bootstrap_servers=bootstrap_servers) as p:
+        for i in range(200):
+            p.send(source, key=b"%d" % i, value=b"v%d" % i, partition=0)
+    url = _url(tmp_path)
+    _backup_until_complete(bootstrap_servers, url, [source])
+    [segment] = list((tmp_path / "backup").glob("topics/*/0/segments/*"))
+    data = bytearray(segment.read_bytes())
+    if damage == "flipped byte":
+        data[len(data) // 2] ^= 0x01
+    else:
+        del data[len(data) // 2:]
+    segment.write_bytes(bytes(data))
+    target = f"{source}-r"
+    with pytest.raises(KafkaBackupError, match=segment.name):
+        _restore(bootstrap_servers, url, source, to_topic=target)
+    assert consume_all(bootstrap_servers, target, 0) == []
+
+
+def test_a_second_restore_with_the_same_id_fences_the_first(bootstrap_servers: str, make_topic: Any) -> None:
+    """Two runs of the same restore at once: the later InitProducerId fences the earlier producer,
+    whose next batch is refused with an error that says why; the target keeps none of it."""
+    from kafka_backup._kafka_raw import RawKafka
+    from kafka_backup._produce import Outgoing, TransactionalProducer
+
+    target = make_topic(1)
+    txn_id = f"it-fence-{uuid.uuid4().hex[:8]}"
+    record = [(1_700_000_000_000, b"k", b"v", ())]
+    servers = [bootstrap_servers]
+    with RawKafka(bootstrap_servers=servers) as raw1, RawKafka(bootstrap_servers=servers) as raw2:
+        first = TransactionalProducer(raw1, txn_id, request_timeout_s=15)
+        first.init()
+        first.begin()
+        first.send_many([Outgoing(target, 0, 1, 0, rebuilt=record)])
+        first.flush()
+        second = TransactionalProducer(raw2, txn_id, request_timeout_s=15)
+        second.init()  # aborts the first one's open transaction
+        with pytest.raises(RestoreError, match="took over"):
+            first.send_many([Outgoing(target, 0, 1, 1, rebuilt=record)])
+            first.commit()
+    assert consume_all(bootstrap_servers, target, 0) == []
