@@ -333,15 +333,13 @@ def install(names: Sequence[str] = (), *, parallel: int = PARALLEL_BUILDS) -> li
     if not missing:
         return []
     t0 = time.monotonic()
-    failures: list[str] = []
-    lock = threading.Lock()
+    failures: list[str] = []  # appended on this thread only (as_completed)
     with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
         futures = {pool.submit(ensure, t.name): t for t in missing}
         for fut in concurrent.futures.as_completed(futures):
             exc = fut.exception()
             if exc is not None:
-                with lock:
-                    failures.append(f"{futures[fut].name}: {exc}")
+                failures.append(f"{futures[fut].name}: {exc}")
                 log(f"{futures[fut].name}: FAILED: {exc}")
     log(f"install: {len(missing) - len(failures)}/{len(missing)} built in {_minutes(time.monotonic() - t0)}")
     return failures

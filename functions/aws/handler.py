@@ -93,7 +93,7 @@ def handler(event: Any, context: LambdaContext) -> dict[str, Any]:
     for metric in figures.figures:
         metrics.add_metric(name=metric.name, unit=metric.unit, value=metric.value)
     # Through the stdlib logger behind Powertools' (which has no log(level, ...)): same handler and fields.
-    logging.getLogger(logger.name).log(result.log_level, result.summary_line(),
-                                       extra=result.summary(service=context.function_name))
+    summary = result.summary(service=context.function_name)
+    logging.getLogger(logger.name).log(result.log_level, result.summary_line(), extra=summary)
     result.raise_for_status()  # after the summary; log_metrics flushes the EMF line on the way out
-    return result.summary()
+    return summary

@@ -90,17 +90,13 @@ def backup(started: float) -> dict[str, Any]:
 def run_timeout_seconds() -> float:
     """``KAFKA_BACKUP_TIMEOUT_SECONDS``, defaulting to (and capped by) the host's functionTimeout."""
     host = host_timeout_seconds()
-    raw = os.environ.get("KAFKA_BACKUP_TIMEOUT_SECONDS", "").strip()
-    if not raw:
-        if host is None:
-            raise ConfigError("the host's functionTimeout is unbounded (-1) or unset: set KAFKA_BACKUP_TIMEOUT_SECONDS "
-                              "to how long a run may take", source="environment", field="KAFKA_BACKUP_TIMEOUT_SECONDS")
-        return host
-    value = seconds_from_env(os.environ, "KAFKA_BACKUP_TIMEOUT_SECONDS", None)
-    assert value is not None  # set and non-empty here
+    value = seconds_from_env(os.environ, "KAFKA_BACKUP_TIMEOUT_SECONDS", host)
+    if value is None:
+        raise ConfigError("the host's functionTimeout is unbounded (-1) or unset: set KAFKA_BACKUP_TIMEOUT_SECONDS "
+                          "to how long a run may take", source="environment", field="KAFKA_BACKUP_TIMEOUT_SECONDS")
     if host is not None and value > host:
         log.warning("KAFKA_BACKUP_TIMEOUT_SECONDS=%s exceeds the host's functionTimeout (%.0fs); using the latter",
-                    raw, host)
+                    value, host)
         return host
     return value
 

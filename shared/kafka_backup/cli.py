@@ -218,7 +218,8 @@ def cmd_ls(args: argparse.Namespace) -> int:
 
     from .report import format_ts, human_bytes, summarize
 
-    parts = summarize(_storage(args), args.topic or None)
+    store = _storage(args)
+    parts = summarize(store, args.topic or None)
     if args.json:
         _print_json([asdict(p) | {"gap_offsets": p.gap_offsets} for p in parts])
         return EXIT_OK
@@ -233,7 +234,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
         for g in p.gaps:
             print(f"    gap [{g.start}, {g.end}) {g.count} offsets lost to retention, detected {g.detected_at}")
     if parts:
-        print(_recovery_point(_storage(args)))
+        print(_recovery_point(store))
     return EXIT_OK
 
 

@@ -263,6 +263,10 @@ class Activity:
         for name in Activity.__dataclass_fields__:
             setattr(self, name, getattr(self, name) + getattr(other, name))
 
+    def record_other(self, size: int) -> None:
+        self.other_objects += 1
+        self.other_bytes += size
+
     def record_segment(self, size: int) -> None:
         self.segments += 1
         self.segment_bytes += size
@@ -596,19 +600,16 @@ def analyze(store: Store, *, days: int = 7, prices: PriceTable | None = None, no
         for info in [*part.written, *(seg for seg in part.segments if seg.key not in named)]:
             if in_window(info.last_modified):
                 for act in (per_part[tp], day(info.last_modified)):
-                    act.other_objects += 1
-                    act.other_bytes += info.size
+                    act.record_other(info.size)
     shared = Activity()
     for info in inv.identities:
         if in_window(info.last_modified):
             for act in (shared, day(info.last_modified)):
-                act.other_objects += 1
-                act.other_bytes += info.size
+                act.record_other(info.size)
     for ts, info in [*inv.stamped, *((ts, info) for ts, _id, info in inv.runs)]:
         if in_window(ts):
             for act in (shared, day(ts)):
-                act.other_objects += 1
-                act.other_bytes += info.size
+                act.record_other(info.size)
 
     # Runs, in time order: durations, and the partitions each one planned.  Summaries are read a
     # batch at a time: with thousands of partitions each is large, and only the hints' lag is kept.
@@ -677,7 +678,7 @@ def analyze(store: Store, *, days: int = 7, prices: PriceTable | None = None, no
         run_seconds=run_seconds, gb_seconds=run_seconds * memory_gb, days=list(day_rows.values()),
         monthly=[], problems=problems, objects_listed=inv.listed, objects_read=len(wanted) + len(run_keys))
     for name, cloud in prices.clouds.items():
-        report.monthly.append(_bill(name, cloud, report, model.memory_mb))
+        report.monthly.append(_bill(name, cloud, report))
         for pc in partitions:
             w = pc.window
             pc.usd_per_month[name] = factor * (w.write_requests(cloud.multipart_extra_writes) * cloud.write_per_1000
@@ -726,7 +727,7 @@ class _Planner:
             act.written_partition_runs += 1 if links else 0
 
 
-def _bill(name: str, cloud: CloudPrices, report: CostReport, memory_mb: int) -> CloudBill:
+def _bill(name: str, cloud: CloudPrices, report: CostReport) -> CloudBill:
     f = report.month_factor
     t = report.total
     fn = cloud.function
@@ -735,7 +736,7 @@ def _bill(name: str, cloud: CloudPrices, report: CostReport, memory_mb: int) -> 
     lists, reads = t.lists * f, t.reads * f
     invocations = report.runs * f
     gb_seconds = report.gb_seconds * f
-    vcpu_seconds = report.run_seconds * function_vcpus(fn, memory_mb) * f
+    vcpu_seconds = report.run_seconds * function_vcpus(fn, report.memory_mb) * f
     function_usd = (max(0.0, gb_seconds - fn.free_gb_seconds) * fn.gb_second
                     + max(0.0, vcpu_seconds - fn.free_vcpu_seconds) * fn.vcpu_second
                     + max(0.0, invocations - fn.free_invocations) * fn.per_million_invocations / 1e6)

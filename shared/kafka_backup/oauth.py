@@ -248,21 +248,23 @@ class _TokenMask(logging.Filter):
 
     def __init__(self) -> None:
         super().__init__()
-        self.tokens: list[str] = []
+        self.tokens: list[str] = []  # newest last: the oldest is dropped first
+        self._longest_first: list[str] = []  # a short secret inside a token must not split it
         self._lock = threading.Lock()
 
     def add(self, token: str) -> None:
         with self._lock:
             if token not in self.tokens:
                 self.tokens = [*self.tokens, token][-_MASKED_TOKENS:]
+                self._longest_first = sorted(self.tokens, key=len, reverse=True)
 
     def filter(self, record: logging.LogRecord) -> bool:
-        tokens = self.tokens
+        tokens = self._longest_first
         if not tokens:
             return True
         message = record.getMessage()
         masked = message
-        for token in sorted(tokens, key=len, reverse=True):  # a short secret inside a token must not split it
+        for token in tokens:
             masked = masked.replace(token, "***")
         if masked != message:
             record.msg, record.args = masked, ()

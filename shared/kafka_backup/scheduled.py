@@ -61,7 +61,8 @@ def seconds_from_env(env: Mapping[str, str], name: str, default: float | None) -
     except ValueError:
         value = math.nan
     if not (math.isfinite(value) and value > 0):
-        raise ConfigError(f"{name} must be a positive number of seconds, got {raw!r}", source="environment")
+        raise ConfigError(f"{name} must be a positive number of seconds, got {raw!r}", source="environment",
+                          field=name)
     return value
 
 

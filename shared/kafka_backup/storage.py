@@ -341,16 +341,15 @@ class Store:
                           meta.get("version"))
 
 
-def open_store(target: str | StorageConfig, *, credential_provider: Any = None,
-               deadline: Deadline | None = None) -> Store:
+def open_store(target: str | StorageConfig, *, credential_provider: Any = None) -> Store:
     """Open a store from a URL or validated config; credentials default to the platform identity.
 
     ``credential_provider`` is one of obstore's providers (``obstore.auth.azure.AzureCredentialProvider``,
     ``obstore.auth.google.GoogleCredentialProvider``, ``obstore.auth.boto3.Boto3CredentialProvider``)
     built by a handler around its platform's identity library (the engine never imports a cloud
     SDK), or a mapping from backend name (``"s3"``, ``"azure"``, ``"gcs"``) to one, so that a
-    provider is only ever handed to the backend it is for.
-    ``deadline``: the same as ``open_store(...).bounded(deadline)``.
+    provider is only ever handed to the backend it is for.  A run with a deadline bounds the
+    store with :meth:`Store.bounded`.
     """
     cfg = storage_from_url(target) if isinstance(target, str) else target
     if isinstance(credential_provider, Mapping):  # {"gcs": provider}: only for that backend
@@ -412,9 +411,8 @@ def open_store(target: str | StorageConfig, *, credential_provider: Any = None,
                 return GCSStore(cfg.bucket, client_options=client, retry_config=retry, **client_extra, **gcs)
             return HTTPStore.from_url(origin, client_options=client, retry_config=retry)
 
-    store = Store(opener(limits), prefix=prefix, display=display, create_via_copy=create_via_copy, opener=opener,
-                  limits=limits)
-    return store.bounded(deadline)
+    return Store(opener(limits), prefix=prefix, display=display, create_via_copy=create_via_copy, opener=opener,
+                 limits=limits)
 
 
 def _open_s3(cfg: StorageConfig, client: Any, extra: dict[str, Any], client_extra: dict[str, Any] | None = None,

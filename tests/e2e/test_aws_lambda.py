@@ -126,7 +126,7 @@ def test_package_is_self_contained_reproducible_and_checked_against_the_size_lim
     assert not top & {"pytest", "_pytest", "ruff", "mypy", "awslambdaric", "bin", "tests", "dev"}, top
     assert not [n for n in names if "__pycache__" in n or n.endswith((".pyc", "direct_url.json"))]
     assert lambda_package.unzipped_bytes < lambda_build.LAMBDA_UNZIPPED_LIMIT
-    assert all(i.date_time == lambda_build.ZIP_TIME for i in zipfile.ZipFile(lambda_package.path).infolist())
+    assert all(i.date_time == lambda_build.packaging.ZIP_TIME for i in zipfile.ZipFile(lambda_package.path).infolist())
     assert read_only(lambda_task_root)
 
     # Same tree, same bytes: the zip writer is deterministic (sorted entries, fixed times and modes).

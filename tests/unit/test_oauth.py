@@ -138,3 +138,19 @@ def test_tokens_are_masked_in_kafka_wire_logs(caplog: pytest.LogCaptureFixture) 
     with caplog.at_level(logging.DEBUG, logger="kafka.protocol.parser"):
         logging.getLogger("kafka.protocol.parser").debug("Send: %r", b"n,,\x01auth=Bearer " + token.encode())
     assert token not in caplog.text and "auth=Bearer ***" in caplog.text
+
+
+def test_a_short_secret_inside_a_token_does_not_split_its_mask() -> None:
+    """The token is masked whole even when a shorter masked secret occurs inside it (and was added
+    after it)."""
+    import logging
+
+    from kafka_backup.oauth import _TokenMask
+
+    token = "header.payload-with-pass123-inside.signature"
+    mask = _TokenMask()
+    mask.add(token)
+    mask.add("pass123")
+    record = logging.LogRecord("kafka", logging.DEBUG, __file__, 1, "sent %s", (token,), None)
+    mask.filter(record)
+    assert record.getMessage() == "sent ***"
