@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -165,8 +166,7 @@ def _storage(args: argparse.Namespace) -> Any:
 
 
 def _print_json(doc: Any) -> None:
-    json.dump(doc, sys.stdout, indent=2, default=str)
-    sys.stdout.write("\n")
+    sys.stdout.write(json.dumps(doc, indent=2, default=str) + "\n")  # one write, not one per token
 
 
 def cmd_backup(args: argparse.Namespace) -> int:
@@ -375,5 +375,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+def run() -> None:
+    """The console-script entry point: :func:`main`, then a prompt exit.
+
+    Why ``os._exit``: once a command has returned, every upload is committed, every thread pool is
+    shut down and the summary is printed, yet tearing down the interpreter (modules, the fetch
+    buffers, the pydantic and kafka-python object graphs) took 0.2 s: a tenth of a 1 GiB backup.
+    Streams and log handlers are flushed first, so nothing written is lost; only the teardown is
+    skipped.  Code that calls :func:`main` in-process keeps the normal exit.
+    """
+    code = main()
+    logging.shutdown()
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (OSError, ValueError):  # a closed pipe: the normal exit would not report it either
+        code = code or EXIT_FAILED
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

@@ -120,6 +120,29 @@ def test_gap_exit_code_and_listing(bootstrap_servers: str, make_topic: Any, admi
     assert cli("verify", "--storage", url).returncode == 3
 
 
+def test_output_and_exit_code_survive_the_prompt_exit(bootstrap_servers: str, make_topic: Any, tmp_path: Path) -> None:
+    """The command line ends with ``os._exit`` (``cli.run``): what it printed must still arrive when
+    stdout is a block-buffered pipe (no PYTHONUNBUFFERED), and the exit code must be the command's."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    topic = make_topic(partitions=1)
+    _load(bootstrap_servers, topic, n=500, partitions=1)
+    url = f"file://{tmp_path}/bk"
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "kafka_backup.cli", *args], capture_output=True, text=True,
+                              timeout=120, env=env)
+
+    done = run("backup", "-b", bootstrap_servers, "-t", topic, "-s", url, "--json")
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    assert summary["records"] == 500 and summary["ok"] is True
+    assert "backup run" in done.stderr  # log records are flushed too
+    listed = run("ls", "--storage", url, "--json")
+    assert listed.returncode == 0 and topic in listed.stdout
+    missing = run("cost", "--storage", f"file://{tmp_path}/empty")
+    assert missing.returncode == 1 and "no backup found" in missing.stderr
+
+
 def test_configuration_errors_name_the_file_and_field(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("kafka: {bootstrap_servers: 'localhost:9092'}\nstorage: {url: 'memory://'}\n"
