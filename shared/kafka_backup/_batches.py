@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterator
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import crc32c as _crc32c
 
@@ -36,9 +36,12 @@ class BatchFormatError(ValueError):
     """The bytes are not a well-formed v2 record batch (bad magic, length or CRC)."""
 
 
-@dataclass(frozen=True, slots=True)
-class BatchHeader:
-    """The fields of one batch header plus where the batch sits in its buffer."""
+class BatchHeader(NamedTuple):
+    """The fields of one batch header plus where the batch sits in its buffer.
+
+    A named tuple rather than a dataclass: a backup makes one per batch (tens of thousands per
+    GiB) on the fetch path's one thread, and a tuple is built five times faster.
+    """
 
     position: int
     size: int

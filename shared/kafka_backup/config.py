@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -448,6 +447,8 @@ def _read_yaml(path: str | Path) -> dict[str, Any]:
 
 
 def _parse_yaml(text: str, source: str) -> dict[str, Any]:
+    import yaml  # only with a config file: a third of a settings-only start-up otherwise
+
     try:
         loaded = yaml.safe_load(text)
     except yaml.YAMLError as exc:
