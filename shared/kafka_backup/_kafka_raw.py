@@ -482,7 +482,14 @@ async def _read_frames(transport: Any) -> None:
     if not hasattr(t, "_kb_head"):
         t._kb_head, t._kb_hpos, t._kb_frame, t._kb_fpos, t._kb_hold = bytearray(4), 0, None, 0, None
     while t._read and not t._closed:
-        await t._net.wait_read(t._sock)
+        # Wait on the descriptor, not the socket object: kafka-python registers the reader anew for
+        # every wait, and its "not registered yet" KeyError formats repr(socket), which asks the
+        # kernel for both addresses: about a tenth of the IO thread's time in a restore.
+        fd = t._sock.fileno()
+        if fd < 0:
+            t.abort(error=_kerr.KafkaConnectionError("socket closed"))
+            return
+        await t._net.wait_read(fd)
         while t._read and not t._closed:
             frame = t._kb_frame
             target = memoryview(t._kb_head)[t._kb_hpos:] if frame is None else \
