@@ -86,7 +86,7 @@ def measure_topic(kind: str, topic: str, total: int, phases: list[str], bootstra
     if "cli" in phases:
         c.compile_engine()
     kcat_runs, cli_runs = [], []
-    for _ in range(repeat if kcat is not None or "cli" in phases else 0):
+    for _ in range(repeat):
         if kcat is not None:
             c.log(f"{topic}: kcat -C (values to /dev/null)")
             kcat_runs.append(_kcat(kcat, bootstrap, topic, total))

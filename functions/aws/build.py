@@ -43,7 +43,6 @@ PYTHON_VERSION = "3.11"
 LAMBDA_UNZIPPED_LIMIT = 262_144_000
 #: Larger zips must be uploaded through S3 rather than in the CreateFunction/UpdateFunctionCode call.
 DIRECT_UPLOAD_LIMIT = 50 * 1024 * 1024
-#: Every entry's time (the tests check it here).
 
 
 class PackageTooLarge(BuildError):

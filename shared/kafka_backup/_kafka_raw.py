@@ -466,6 +466,18 @@ _FRAMED_SELECTORS: weakref.WeakKeyDictionary[Any, _FramePool] = weakref.WeakKeyD
 _SOCKET_WAIT = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
 
 
+async def _wait_readable(t: Any) -> None:
+    """Wait until the transport's socket is readable, naming it by its descriptor.
+
+    Why not the socket object: kafka-python registers the reader anew for every wait, and its
+    "not registered yet" KeyError formats ``repr(socket)``, which asks the kernel for both
+    addresses: about a tenth of the IO thread's time in a restore.  A closed socket (-1) is
+    passed as the socket, so kafka-python reports it as it always did.
+    """
+    fd = t._sock.fileno()
+    await t._net.wait_read(fd if fd >= 0 else t._sock)
+
+
 async def _read_frames(transport: Any) -> None:
     """The receive loop of a RawKafka connection: each response frame straight into its own buffer.
 
@@ -482,14 +494,7 @@ async def _read_frames(transport: Any) -> None:
     if not hasattr(t, "_kb_head"):
         t._kb_head, t._kb_hpos, t._kb_frame, t._kb_fpos, t._kb_hold = bytearray(4), 0, None, 0, None
     while t._read and not t._closed:
-        # Wait on the descriptor, not the socket object: kafka-python registers the reader anew for
-        # every wait, and its "not registered yet" KeyError formats repr(socket), which asks the
-        # kernel for both addresses: about a tenth of the IO thread's time in a restore.
-        fd = t._sock.fileno()
-        if fd < 0:
-            t.abort(error=_kerr.KafkaConnectionError("socket closed"))
-            return
-        await t._net.wait_read(fd)
+        await _wait_readable(t)
         while t._read and not t._closed:
             frame = t._kb_frame
             target = memoryview(t._kb_head)[t._kb_hpos:] if frame is None else \
@@ -630,7 +635,7 @@ def _install_io_patches() -> None:
         if self._net in _FRAMED_SELECTORS:
             return await _read_frames(self)
         while self._read and not self._closed:
-            await self._net.wait_read(self._sock)
+            await _wait_readable(self)
             received, error = self._sock_recv()
             if received:
                 self.last_read = time.monotonic()

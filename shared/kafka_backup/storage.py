@@ -288,8 +288,7 @@ class Store:
 
     # -- reads ---------------------------------------------------------------------------------
     def get(self, key: str) -> bytes:
-        with _translate("get", key, self.display):
-            return bytes(obstore.get(self._inner, self._path(key)).bytes())
+        return bytes(self.get_buffer(key))
 
     def get_buffer(self, key: str) -> memoryview:
         """The object as a read-only view of the store's own buffer: no copy, so a large object
