@@ -45,7 +45,10 @@ def admin(bootstrap_servers: str) -> Iterator[Any]:
 
 
 def _create(admin: Any, topic: str, configs: dict[str, str] | None = None) -> TopicPartition:
-    admin.create_topics({topic: {"num_partitions": 1, "replication_factor": 1, "configs": configs or {}}},
+    # retention.ms=-1: RECORDS carry 2017 timestamps, which the test broker's time-based retention
+    # deletes within seconds (the consumer then read an empty partition and the test failed).
+    admin.create_topics({topic: {"num_partitions": 1, "replication_factor": 1,
+                                 "configs": {"retention.ms": "-1", **(configs or {})}}},
                         wait_for_metadata=True)
     return TopicPartition(topic, 0)
 
